@@ -1,0 +1,139 @@
+"""LogRecord -> row: the conversion shared by the console formatter and the handler.
+
+A row is a ``dict`` holding the schema fields that have a value, in schema order's
+terms: ``timestamp`` (int, milliseconds since the epoch, UTC), ``level``, ``message``,
+``logger`` and ``service`` always; the others only when supplied or derived. Rendering
+(JSON, columns) is left to the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any, Final, TypeAlias
+
+from ._values import INVALID, clean_text, coerce_field, safe_str, to_attribute
+from .context import CONTEXT_ATTRIBUTE, current_context
+from .schema import DEFAULT_SERVICE, SETTABLE_FIELDS
+
+__all__ = ["STANDARD_RECORD_ATTRIBUTES", "RecordConverter", "Row"]
+
+RowValue: TypeAlias = "str | int | dict[str, str]"
+Row: TypeAlias = "dict[str, RowValue]"
+
+#: Attributes every LogRecord has (plus those formatters add); the rest came from extra=.
+STANDARD_RECORD_ATTRIBUTES: Final = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__
+) | {"message", "asctime", "taskName", CONTEXT_ATTRIBUTE}
+
+_EXCEPTION_FORMATTER: Final = logging.Formatter()
+
+
+class RecordConverter:
+    """Convert log records to rows; counts the values it had to coerce.
+
+    Args:
+        service: the ``service`` field; default ``$GENESIS_SERVICE`` or
+            ``genesis-pipeline``.
+        version: the ``version`` field; default ``$GENESIS_VERSION`` or empty.
+    """
+
+    def __init__(self, *, service: str | None = None, version: str | None = None) -> None:
+        self.service = service or os.environ.get("GENESIS_SERVICE") or DEFAULT_SERVICE
+        self.version = version if version is not None else os.environ.get("GENESIS_VERSION", "")
+        if not isinstance(self.service, str) or not isinstance(self.version, str):
+            raise TypeError("service and version must be strings")
+        self._lock = threading.Lock()
+        self._coerced = 0
+
+    @property
+    def coerced(self) -> int:
+        """How many supplied values were invalid for their field or not encodable."""
+        return self._coerced
+
+    def _count_coercion(self) -> None:
+        with self._lock:
+            self._coerced += 1
+
+    def convert(self, record: logging.LogRecord) -> Row:
+        """Return the row of ``record``; never raises, never mutates the record."""
+        attributes: dict[str, str] = {}
+        row: Row = {
+            "timestamp": round(record.created * 1000),
+            "level": safe_str(record.levelname).lower(),
+            "message": self._message(record, attributes),
+            "logger": safe_str(record.name),
+            "service": self.service,
+        }
+        if self.version:
+            row["version"] = self.version
+
+        state = record.__dict__
+        context = state.get(CONTEXT_ATTRIBUTE)
+        if not isinstance(context, Mapping):
+            context = current_context()
+        self._merge(context, row, attributes)
+        if isinstance(record.msg, Mapping) and not record.args:
+            self._merge(record.msg, row, attributes)  # pino style: logger.info({...})
+        extras = {k: v for k, v in state.items() if k not in STANDARD_RECORD_ATTRIBUTES}
+        if extras:
+            self._merge(extras, row, attributes)
+
+        exception = self._exception(record)
+        if exception:
+            row["exception"] = exception
+        if attributes:
+            row["attributes"] = attributes
+        return row
+
+    def _merge(
+        self, values: Mapping[Any, object], row: Row, attributes: dict[str, str]
+    ) -> None:
+        for key, value in values.items():
+            name = key if isinstance(key, str) else safe_str(key)
+            field = SETTABLE_FIELDS.get(name)
+            if field is not None:
+                if value is None:
+                    continue
+                coerced = coerce_field(field, value)
+                if coerced is INVALID:  # the column gets its default, the value is kept
+                    self._count_coercion()
+                    row[name] = field.default
+                    attributes[name] = to_attribute(value)
+                else:
+                    if not isinstance(value, (str, int)) or isinstance(value, bool):
+                        self._count_coercion()
+                    row[name] = coerced  # type: ignore[assignment]  # INVALID excluded above
+            elif name == "attributes" and isinstance(value, Mapping):
+                for inner_key, inner_value in value.items():
+                    attributes[safe_str(inner_key)] = to_attribute(inner_value)
+            else:
+                attributes[name] = to_attribute(value)
+
+    def _message(self, record: logging.LogRecord, attributes: dict[str, str]) -> str:
+        if isinstance(record.msg, Mapping) and not record.args:
+            return ""
+        try:
+            return clean_text(record.getMessage())
+        except Exception as error:  # bad args or a hostile __str__: keep what we can
+            self._count_coercion()
+            attributes["message_error"] = f"{type(error).__name__}: {safe_str(error)}"
+            if record.args:
+                attributes["message_args"] = to_attribute(record.args)
+            return safe_str(record.msg)
+
+    @staticmethod
+    def _exception(record: logging.LogRecord) -> str:
+        parts: list[str] = []
+        try:
+            if record.exc_info and record.exc_info[0] is not None:
+                parts.append(_EXCEPTION_FORMATTER.formatException(record.exc_info))
+            elif record.exc_text:
+                parts.append(safe_str(record.exc_text))
+            if record.stack_info:
+                parts.append(safe_str(record.stack_info))
+        except Exception as error:  # a broken traceback object must not cost the record
+            parts.append(f"<exception could not be formatted: {safe_str(error)}>")
+        return clean_text("\n".join(parts))

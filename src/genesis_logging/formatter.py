@@ -1,0 +1,82 @@
+"""Console track: one JSON object per line, a valid ``JSONEachRow`` row of genesis.logs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+from ._convert import RecordConverter, Row
+from .schema import FIELDS, Kind
+
+__all__ = ["GenesisJsonFormatter", "format_timestamp"]
+
+
+def format_timestamp(milliseconds: int) -> str:
+    """ISO-8601 UTC with milliseconds and ``Z``: ``2026-11-25T13:49:15.123Z``."""
+    seconds, millis = divmod(milliseconds, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+class GenesisJsonFormatter(JsonFormatter):
+    """Format records as genesis log lines, keys in schema order.
+
+    Built on python-json-logger: the row comes from the shared record conversion and
+    is handed to its ``add_fields`` / ``process_log_record`` / ``serialize_log_record``
+    hooks, so JSON encoding stays python-json-logger's.
+
+    Args:
+        service: the ``service`` field (default ``$GENESIS_SERVICE`` or
+            ``genesis-pipeline``).
+        version: the ``version`` field (default ``$GENESIS_VERSION``).
+        keep_empty: also write fields that have no value, with the column default.
+        ensure_ascii: escape non-ASCII characters (``\\uXXXX``) instead of writing UTF-8.
+
+    Example (``dictConfig``)::
+
+        formatters:
+          json:
+            (): genesis_logging.GenesisJsonFormatter
+            service: billing-worker
+    """
+
+    def __init__(
+        self,
+        *,
+        service: str | None = None,
+        version: str | None = None,
+        keep_empty: bool = False,
+        ensure_ascii: bool = False,
+    ) -> None:
+        super().__init__(json_ensure_ascii=ensure_ascii)
+        self.record_converter = RecordConverter(service=service, version=version)
+        self.keep_empty = keep_empty
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the record as one line of JSON; never raises for any record content."""
+        row = self.record_converter.convert(record)
+        log_data: dict[str, Any] = {}
+        self.add_fields(log_data, record, row)
+        return self.serialize_log_record(self.process_log_record(log_data))
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        """Fill ``log_data`` from the row (passed as ``message_dict``) in schema order."""
+        row: Row = message_dict
+        keep_empty = self.keep_empty
+        for field in FIELDS:
+            value = row.get(field.name)
+            if value is None or value == "" or value == {}:
+                if not keep_empty:
+                    continue
+                value = field.default
+            if field.kind is Kind.TIMESTAMP:
+                value = format_timestamp(value)  # type: ignore[arg-type]
+            log_data[field.name] = value
+
+    def stats(self) -> dict[str, int]:
+        """Counters of this formatter: ``coerced`` values."""
+        return {"coerced": self.record_converter.coerced}

@@ -1,0 +1,133 @@
+"""The one record schema: every field of a genesis log record, in column order.
+
+The console formatter, the ClickHouse handler's row conversion and the DDL all read
+:data:`FIELDS`; nothing else in the package lists the fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from types import MappingProxyType
+from typing import Final
+
+__all__ = [
+    "CONTEXT_FIELDS",
+    "DEFAULT_SERVICE",
+    "FIELDS",
+    "FIELDS_BY_NAME",
+    "FIELD_NAMES",
+    "SEED_FIELDS",
+    "SETTABLE_FIELDS",
+    "Field",
+    "Kind",
+    "Source",
+]
+
+DEFAULT_SERVICE: Final = "genesis-pipeline"
+
+
+class Kind(str, Enum):
+    """The value domain of a field, which decides how a supplied value is coerced."""
+
+    TIMESTAMP = "timestamp"
+    STRING = "string"
+    UINT32 = "uint32"
+    INT32 = "int32"
+    STRING_MAP = "string_map"
+
+
+class Source(str, Enum):
+    """Where a field's value comes from."""
+
+    RECORD = "record"  # derived from the LogRecord itself
+    CONTEXT = "context"  # log_context(...) or extra=
+    RUN = "run"  # a captured run of a command, via extra= (or run_and_log)
+    CONFIG = "config"  # formatter/handler option or environment, overridable by extra=
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column of ``genesis.logs`` and one key of a console line.
+
+    Attributes:
+        name: column name and JSON key.
+        clickhouse_type: the type the specification gives (today's ClickHouse).
+        kind: value domain used for coercion.
+        source: how the value is filled.
+        seed: whether the field is one of the specification's 14 columns.
+        doc: one line for documentation and the DDL comment.
+    """
+
+    name: str
+    clickhouse_type: str
+    kind: Kind
+    source: Source
+    seed: bool
+    doc: str
+
+    @property
+    def default(self) -> str | int | dict[str, str]:
+        """The value a column takes when a record does not supply it."""
+        if self.kind in (Kind.UINT32, Kind.INT32, Kind.TIMESTAMP):
+            return 0
+        if self.kind is Kind.STRING_MAP:
+            return {}
+        if self.name == "service":
+            return DEFAULT_SERVICE
+        return ""
+
+    @property
+    def bounds(self) -> tuple[int, int] | None:
+        """Inclusive integer range for integer kinds, else ``None``."""
+        if self.kind is Kind.UINT32:
+            return (0, 2**32 - 1)
+        if self.kind is Kind.INT32:
+            return (-(2**31), 2**31 - 1)
+        return None
+
+
+_S, _C, _R, _F = Source.RECORD, Source.CONTEXT, Source.RUN, Source.CONFIG
+
+FIELDS: Final[tuple[Field, ...]] = (
+    Field(
+        "timestamp", "DateTime64(3)", Kind.TIMESTAMP, _S, True, "record.created, UTC, milliseconds"
+    ),
+    Field("level", "String", Kind.STRING, _S, True, "lower-case level name"),
+    Field("message", "String", Kind.STRING, _S, True, "the formatted message"),
+    Field("spec_id", "String", Kind.STRING, _C, True, "specification under test, e.g. spec_001"),
+    Field("iteration", "UInt32", Kind.UINT32, _C, True, "iteration of the TDD loop: 1, 2, 3 ..."),
+    Field("stdout", "String", Kind.STRING, _R, True, "standard output of a captured run"),
+    Field("stderr", "String", Kind.STRING, _R, True, "standard error of a captured run"),
+    Field(
+        "exit_code", "Int32", Kind.INT32, _R, True, "exit status of a captured run; 0 = success"
+    ),
+    Field("code_snapshot", "String", Kind.STRING, _R, True, "the code that was run"),
+    Field("duration_ms", "UInt32", Kind.UINT32, _R, True, "duration of the run or task"),
+    Field("sprint_id", "String", Kind.STRING, _C, True, "sprint, e.g. S030"),
+    Field("task_id", "String", Kind.STRING, _C, True, "task, e.g. T01"),
+    Field("service", "String", Kind.STRING, _F, True, "emitting service"),
+    Field("version", "String", Kind.STRING, _F, True, "version of the emitting service"),
+    Field("logger", "String", Kind.STRING, _S, False, "logger name"),
+    Field("exception", "String", Kind.STRING, _S, False, "formatted traceback / stack"),
+    Field(
+        "attributes",
+        "Map(String, String)",
+        Kind.STRING_MAP,
+        _S,
+        False,
+        "every other extra= field, as strings",
+    ),
+)
+
+FIELD_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in FIELDS)
+FIELDS_BY_NAME: Final = MappingProxyType({f.name: f for f in FIELDS})
+SEED_FIELDS: Final[tuple[Field, ...]] = tuple(f for f in FIELDS if f.seed)
+#: Fields a caller may set through ``extra=`` or :func:`~genesis_logging.log_context`.
+SETTABLE_FIELDS: Final = MappingProxyType(
+    {f.name: f for f in FIELDS if f.source is not Source.RECORD}
+)
+#: The identifiers of the TDD loop that usually come from the context.
+CONTEXT_FIELDS: Final[tuple[str, ...]] = tuple(
+    f.name for f in FIELDS if f.source is Source.CONTEXT
+)
