@@ -78,3 +78,13 @@ def make_captured(name: str = "test.captured", **formatter_options: Any) -> Capt
 def captured() -> Captured:
     """A DEBUG logger with a :class:`GenesisJsonFormatter` writing to memory."""
     return make_captured()
+
+
+@pytest.fixture(scope="session")
+def chdb_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Today's ClickHouse engine in-process (chDB); one session for the whole run."""
+    from chdb import session as chdb_session_module
+
+    chdb = chdb_session_module.Session(str(tmp_path_factory.mktemp("chdb")))
+    yield chdb
+    chdb.close()

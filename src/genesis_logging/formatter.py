@@ -13,6 +13,10 @@ from .schema import FIELDS, Kind
 
 __all__ = ["GenesisJsonFormatter", "format_timestamp"]
 
+# Characters that JSON leaves raw but some readers (str.splitlines, JavaScript) treat as
+# line breaks; escaping them keeps every record on exactly one line for every reader.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
 
 def format_timestamp(milliseconds: int) -> str:
     """ISO-8601 UTC with milliseconds and ``Z``: ``2026-11-25T13:49:15.123Z``."""
@@ -76,6 +80,11 @@ class GenesisJsonFormatter(JsonFormatter):
             if field.kind is Kind.TIMESTAMP:
                 value = format_timestamp(value)  # type: ignore[arg-type]
             log_data[field.name] = value
+
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        """python-json-logger's encoding, with Unicode line separators escaped."""
+        text = super().jsonify_log_record(log_data)
+        return text if text.isascii() else text.translate(_LINE_BREAKS)
 
     def stats(self) -> dict[str, int]:
         """Counters of this formatter: ``coerced`` values."""

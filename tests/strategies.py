@@ -1,0 +1,84 @@
+"""Hypothesis strategies for hostile log input, shared by the property tests."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hypothesis import strategies as st
+
+from genesis_logging.schema import FIELD_NAMES
+
+RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+}
+
+
+class RaisingStr:
+    """An object whose __str__ and __repr__ both raise."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("str refused")
+
+    __repr__ = __str__
+
+
+class RaisingReprOnly:
+    def __repr__(self) -> str:
+        raise ValueError("repr refused")
+
+
+def _cyclic_list() -> list[Any]:
+    cycle: list[Any] = [1]
+    cycle.append(cycle)
+    return cycle
+
+
+def _cyclic_dict() -> dict[str, Any]:
+    cycle: dict[str, Any] = {}
+    cycle["self"] = cycle
+    return cycle
+
+
+# Text including lone surrogates and control characters.
+any_text = st.text(alphabet=st.characters(codec=None, categories=None), max_size=60)
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=10**4400, max_value=10**4401),  # beyond int->str limits
+    st.floats(allow_nan=True, allow_infinity=True),
+    any_text,
+    st.binary(max_size=40),
+    st.builds(RaisingStr),
+    st.builds(RaisingReprOnly),
+    st.builds(_cyclic_list),
+    st.builds(_cyclic_dict),
+    st.builds(object),
+    st.sets(st.integers(), max_size=3),
+)
+
+values = st.recursive(
+    scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.one_of(any_text, st.integers()), children, max_size=4),
+        st.tuples(children, children),
+    ),
+    max_leaves=12,
+)
+
+extra_keys = st.one_of(
+    st.sampled_from([n for n in FIELD_NAMES if n not in RESERVED]),
+    any_text.filter(lambda k: k not in RESERVED),
+)
+
+extras = st.dictionaries(extra_keys, values, max_size=8)
+
+messages = st.one_of(any_text, st.builds(RaisingStr), values)
+
+# Format strings that may or may not match their arguments.
+formats = st.one_of(any_text, st.sampled_from(["%s", "%d items", "%(k)s", "%s %s", "100%"]))
+args = st.one_of(st.just(()), st.tuples(values), st.tuples(values, values))
