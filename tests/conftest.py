@@ -31,7 +31,9 @@ def _reset_logging() -> Iterator[None]:
         if not isinstance(lg, logging.Logger):
             continue
         if name in saved_loggers:
-            lg.handlers[:], lg.level, lg.propagate, lg.disabled, lg.filters[:] = saved_loggers[name]
+            lg.handlers[:], lg.level, lg.propagate, lg.disabled, lg.filters[:] = saved_loggers[
+                name
+            ]
         else:
             lg.handlers.clear()
             lg.filters.clear()

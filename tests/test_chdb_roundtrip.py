@@ -28,7 +28,9 @@ def read_back(chdb_session: Any) -> list[dict[str, Any]]:
         "toUnixTimestamp64Milli(timestamp) AS timestamp" if f.name == "timestamp" else f.name
         for f in FIELDS
     )
-    result = chdb_session.query(f"SELECT {columns} FROM genesis.logs ORDER BY timestamp, message", "JSONEachRow")
+    result = chdb_session.query(
+        f"SELECT {columns} FROM genesis.logs ORDER BY timestamp, message", "JSONEachRow"
+    )
     return [json.loads(line) for line in str(result).splitlines()]
 
 
@@ -76,7 +78,7 @@ class TestRoundTrip:
             expected.append((data["timestamp"], full))
         expected.sort(key=lambda item: (item[0], item[1]["message"]))
 
-        for (iso, want), got in zip(expected, stored):
+        for (iso, want), got in zip(expected, stored, strict=True):
             millis = got.pop("timestamp")
             want.pop("timestamp")
             instant = datetime.fromtimestamp(int(millis) / 1000, tz=timezone.utc)
@@ -96,4 +98,3 @@ class TestRoundTrip:
         rows = [json.loads(line) for line in str(result).splitlines()]
         assert [(r["level"], r["exit_code"]) for r in rows] == [("error", -11), ("error", 1)]
         assert rows[1]["duration_ms"] == 1500
-

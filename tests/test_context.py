@@ -124,7 +124,9 @@ class TestConcurrency:
         results: dict[str, object] = {}
         with log_context(spec_id="parent"):
             ctx = contextvars.copy_context()
-        thread = threading.Thread(target=ctx.run, args=(lambda: results.update(current_context()),))
+        thread = threading.Thread(
+            target=ctx.run, args=(lambda: results.update(current_context()),)
+        )
         thread.start()
         thread.join()
         assert results == {"spec_id": "parent"}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import re
 import logging
 import logging.config
+import re
 from typing import Any
 
 import pytest
@@ -49,7 +49,7 @@ def test_yaml_example_configures_logging(block: Block, capsys: pytest.CaptureFix
     # Exactly one line per probe: nothing disabled, nothing duplicated.
     messages = [r["message"] for r in records]
     assert messages == [f"probe {name or 'root'}" for name in probes]
-    for record, name in zip(records, probes):
+    for record, name in zip(records, probes, strict=True):
         assert record["logger"] == (name or "root")
         assert record["level"] == "critical"
         assert record["service"]

@@ -15,9 +15,7 @@ from genesis_logging.schema import FIELD_NAMES, FIELDS_BY_NAME
 from . import strategies as hs
 from .conftest import make_captured
 
-SETTINGS = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def check_line(line: str) -> dict[str, Any]:
@@ -60,8 +58,13 @@ class TestNeverRaisesAlwaysOneLine:
         check_line(lines[0])
 
     @SETTINGS
-    @given(extra=hs.extras, more=st.dictionaries(st.from_regex(r"[a-z]{1,8}", fullmatch=True), hs.values, max_size=3))
-    def test_with_context_and_exception(self, extra: dict[str, object], more: dict[str, object]) -> None:
+    @given(
+        extra=hs.extras,
+        more=st.dictionaries(st.from_regex(r"[a-z]{1,8}", fullmatch=True), hs.values, max_size=3),
+    )
+    def test_with_context_and_exception(
+        self, extra: dict[str, object], more: dict[str, object]
+    ) -> None:
         more = {k: v for k, v in more.items() if k not in FIELDS_BY_NAME and k not in hs.RESERVED}
         captured = make_captured("prop.ctx")
         with log_context(spec_id="s", iteration=1, **more):
@@ -81,7 +84,11 @@ class TestNeverRaisesAlwaysOneLine:
         captured.logger.info("x", extra=extra)
         data = check_line(captured.lines()[0])
         for name in ("iteration", "exit_code", "duration_ms"):
-            if extra.get(name) is not None and data.get(name) == 0 and extra[name] not in (0, "0", 0.0):
+            if (
+                extra.get(name) is not None
+                and data.get(name) == 0
+                and extra[name] not in (0, "0", 0.0)
+            ):
                 assert name in data.get("attributes", {})
                 assert captured.formatter.stats()["coerced"] >= 1
 
@@ -90,6 +97,8 @@ class TestNeverRaisesAlwaysOneLine:
         calls: list[logging.LogRecord] = []
         captured = make_captured("prop.handle")
         monkeypatch.setattr(captured.handler, "handleError", calls.append)
-        captured.logger.info(hs.RaisingStr(), extra={"x": hs.RaisingStr(), "iteration": hs.RaisingStr()})
+        captured.logger.info(
+            hs.RaisingStr(), extra={"x": hs.RaisingStr(), "iteration": hs.RaisingStr()}
+        )
         assert calls == []
         assert len(captured.lines()) == 1

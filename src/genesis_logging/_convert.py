@@ -88,9 +88,7 @@ class RecordConverter:
             row["attributes"] = attributes
         return row
 
-    def _merge(
-        self, values: Mapping[Any, object], row: Row, attributes: dict[str, str]
-    ) -> None:
+    def _merge(self, values: Mapping[Any, object], row: Row, attributes: dict[str, str]) -> None:
         for key, value in values.items():
             name = key if isinstance(key, str) else safe_str(key)
             field = SETTABLE_FIELDS.get(name)
