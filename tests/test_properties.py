@@ -42,6 +42,7 @@ class TestNeverRaisesAlwaysOneLine:
     @SETTINGS
     @given(msg=hs.messages, extra=hs.extras)
     def test_messages_and_extras(self, msg: object, extra: dict[str, object]) -> None:
+        msg, extra = hs.build(msg), hs.build(extra)
         captured = make_captured("prop.extras")
         captured.logger.info(msg, extra=extra)
         lines = captured.lines()
@@ -51,6 +52,7 @@ class TestNeverRaisesAlwaysOneLine:
     @SETTINGS
     @given(fmt=hs.formats, args=hs.args, ensure_ascii=st.booleans())
     def test_format_and_args(self, fmt: str, args: tuple[object, ...], ensure_ascii: bool) -> None:
+        args = hs.build(args)
         captured = make_captured("prop.args", ensure_ascii=ensure_ascii)
         captured.logger.warning(fmt, *args)
         lines = captured.lines()
@@ -65,6 +67,7 @@ class TestNeverRaisesAlwaysOneLine:
     def test_with_context_and_exception(
         self, extra: dict[str, object], more: dict[str, object]
     ) -> None:
+        extra, more = hs.build(extra), hs.build(more)
         more = {k: v for k, v in more.items() if k not in FIELDS_BY_NAME and k not in hs.RESERVED}
         captured = make_captured("prop.ctx")
         with log_context(spec_id="s", iteration=1, **more):
@@ -80,17 +83,24 @@ class TestNeverRaisesAlwaysOneLine:
     @SETTINGS
     @given(extra=hs.extras)
     def test_invalid_values_are_counted_and_kept(self, extra: dict[str, object]) -> None:
+        extra = hs.build(extra)
         captured = make_captured("prop.count")
         captured.logger.info("x", extra=extra)
         data = check_line(captured.lines()[0])
+        attributes = data.get("attributes", {})
         for name in ("iteration", "exit_code", "duration_ms"):
-            if (
-                extra.get(name) is not None
-                and data.get(name) == 0
-                and extra[name] not in (0, "0", 0.0)
-            ):
-                assert name in data.get("attributes", {})
+            if name not in extra or extra[name] is None:
+                assert name not in data
+                continue
+            value = extra[name]
+            low, high = FIELDS_BY_NAME[name].bounds  # type: ignore[misc]
+            if type(value) is int and low <= value <= high:
+                assert data[name] == value  # valid integers pass through untouched
+            elif name in attributes:
+                assert data[name] == 0  # invalid: default in the column, original kept
                 assert captured.formatter.stats()["coerced"] >= 1
+            else:
+                assert low <= data[name] <= high  # converted (numeric string, float)
 
     def test_no_handle_error_was_needed(self, monkeypatch: Any) -> None:
         """handleError is the stdlib's last resort; our formatter must never reach it."""

@@ -90,7 +90,7 @@ class RecordConverter:
 
     def _merge(self, values: Mapping[Any, object], row: Row, attributes: dict[str, str]) -> None:
         for key, value in values.items():
-            name = key if isinstance(key, str) else safe_str(key)
+            name = clean_text(key) if isinstance(key, str) else safe_str(key)
             field = SETTABLE_FIELDS.get(name)
             if field is not None:
                 if value is None:

@@ -1,0 +1,237 @@
+"""Connection settings for ClickHouse: options, URL and environment, validated once.
+
+Precedence for each setting: the keyword argument, then the URL (argument or
+``CLICKHOUSE_URL``), then the individual environment variable, then the default.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .errors import ConfigurationError
+
+__all__ = ["ConnectionSettings"]
+
+_SCHEMES = {"clickhouse": False, "clickhouses": True, "clickhouse+native": False, "tcp": False}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_COMPRESSION_PACKAGES = {
+    "lz4": ("lz4", "clickhouse_cityhash"),
+    "zstd": ("zstd", "clickhouse_cityhash"),
+}
+
+
+def _parse_bool(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigurationError(f"{name} must be a boolean (true/false), got {value!r}")
+
+
+def _parse_number(name: str, value: object, *, integer: bool = False) -> float:
+    try:
+        number = int(str(value)) if integer else float(str(value))
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {value!r}") from None
+    if number <= 0:
+        raise ConfigurationError(f"{name} must be positive, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Where and how to reach ClickHouse over the native protocol.
+
+    The password is kept out of ``repr`` and of :meth:`redacted_url`.
+    """
+
+    host: str = "localhost"
+    port: int = 9000
+    user: str = "default"
+    password: str = field(default="", repr=False)
+    database: str = "genesis"
+    secure: bool = False
+    verify: bool = True
+    ca_certs: str | None = None
+    connect_timeout: float = 5.0
+    send_receive_timeout: float = 30.0
+    compression: str | None = None
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        url: str | None = None,
+        host: str | None = None,
+        port: int | str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        database: str | None = None,
+        secure: bool | str | None = None,
+        verify: bool | str | None = None,
+        ca_certs: str | None = None,
+        connect_timeout: float | str | None = None,
+        send_receive_timeout: float | str | None = None,
+        compression: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> ConnectionSettings:
+        """Combine options, URL and environment into validated settings.
+
+        Raises:
+            ConfigurationError: a malformed URL, port, timeout or boolean, an unknown
+                compression, or a compression whose package is not installed.
+        """
+        env = os.environ if environ is None else environ
+        from_url = _parse_url(url if url is not None else env.get("CLICKHOUSE_URL"))
+        from_env: dict[str, Any] = {
+            "host": env.get("CLICKHOUSE_HOST"),
+            "port": env.get("CLICKHOUSE_PORT"),
+            "user": env.get("CLICKHOUSE_USER"),
+            "password": env.get("CLICKHOUSE_PASSWORD"),
+            "database": env.get("CLICKHOUSE_DATABASE"),
+            "secure": env.get("CLICKHOUSE_SECURE"),
+        }
+        given: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "user": user,
+            "password": password,
+            "database": database,
+            "secure": secure,
+            "verify": verify,
+            "ca_certs": ca_certs,
+            "connect_timeout": connect_timeout,
+            "send_receive_timeout": send_receive_timeout,
+            "compression": compression,
+        }
+        merged: dict[str, Any] = {}
+        for layer in (from_env, from_url, given):
+            merged.update({k: v for k, v in layer.items() if v is not None and v != ""})
+        return cls._validated(merged)
+
+    @classmethod
+    def _validated(cls, values: dict[str, Any]) -> ConnectionSettings:
+        settings = cls()
+        changes: dict[str, Any] = {}
+        if "host" in values:
+            changes["host"] = str(values["host"])
+        if "user" in values:
+            changes["user"] = str(values["user"])
+        if "password" in values:
+            changes["password"] = str(values["password"])
+        if "database" in values:
+            changes["database"] = str(values["database"])
+        if "ca_certs" in values:
+            changes["ca_certs"] = str(values["ca_certs"])
+        secure = _parse_bool("secure", values["secure"]) if "secure" in values else False
+        changes["secure"] = secure
+        if "verify" in values:
+            changes["verify"] = _parse_bool("verify", values["verify"])
+        if "port" in values:
+            port = int(_parse_number("port", values["port"], integer=True))
+            if port > 65535:
+                raise ConfigurationError(f"port must be at most 65535, got {port}")
+            changes["port"] = port
+        else:
+            changes["port"] = 9440 if secure else 9000
+        for name in ("connect_timeout", "send_receive_timeout"):
+            if name in values:
+                changes[name] = _parse_number(name, values[name])
+        if "compression" in values:
+            changes["compression"] = _check_compression(values["compression"])
+        return replace(settings, **changes)
+
+    def redacted_url(self) -> str:
+        """The URL of these settings with the password left out, for messages."""
+        scheme = "clickhouses" if self.secure else "clickhouse"
+        return f"{scheme}://{self.user}@{self.host}:{self.port}/{self.database}"
+
+    def scrub(self, text: str) -> str:
+        """Remove the password from ``text`` (error messages of third-party code)."""
+        if self.password and self.password in text:
+            return text.replace(self.password, "***")
+        return text
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``clickhouse_driver.Client``."""
+        kwargs: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "database": self.database,
+            "secure": self.secure,
+            "verify": self.verify,
+            "connect_timeout": self.connect_timeout,
+            "send_receive_timeout": self.send_receive_timeout,
+            "sync_request_timeout": self.send_receive_timeout,
+            "compression": self.compression or False,
+            "client_name": "genesis-logging",
+        }
+        if self.ca_certs:
+            kwargs["ca_certs"] = self.ca_certs
+        return kwargs
+
+
+def _check_compression(value: object) -> str | None:
+    if value is None or value is False or str(value).strip().lower() in ("", "none", "false"):
+        return None
+    name = str(value).strip().lower()
+    if name not in _COMPRESSION_PACKAGES:
+        raise ConfigurationError(f"compression must be None, 'lz4' or 'zstd', got {value!r}")
+    missing = [pkg for pkg in _COMPRESSION_PACKAGES[name] if importlib.util.find_spec(pkg) is None]
+    if missing:
+        raise ConfigurationError(
+            f"compression {name!r} needs the packages {', '.join(missing)}: "
+            f"pip install 'genesis-logging[{name}]'"
+        )
+    return name
+
+
+def _parse_url(url: str | None) -> dict[str, Any]:
+    if not url:
+        return {}
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError("malformed ClickHouse URL (check the port)") from None
+    if parts.scheme not in _SCHEMES:
+        raise ConfigurationError(
+            f"ClickHouse URL scheme must be one of {sorted(_SCHEMES)}, got {parts.scheme!r}"
+        )
+    if not parts.hostname:
+        raise ConfigurationError("ClickHouse URL has no host")
+    values: dict[str, Any] = {"host": parts.hostname, "port": port}
+    if _SCHEMES[parts.scheme]:
+        values["secure"] = True
+    if parts.username:
+        values["user"] = unquote(parts.username)
+    if parts.password:
+        values["password"] = unquote(parts.password)
+    database = parts.path.strip("/")
+    if database:
+        if "/" in database:
+            raise ConfigurationError("ClickHouse URL path must be a single database name")
+        values["database"] = unquote(database)
+    for key, items in parse_qs(parts.query, keep_blank_values=True).items():
+        if key not in (
+            "secure",
+            "verify",
+            "ca_certs",
+            "compression",
+            "connect_timeout",
+            "send_receive_timeout",
+        ):
+            raise ConfigurationError(f"unknown ClickHouse URL parameter {key!r}")
+        values[key] = items[-1]
+    return values
