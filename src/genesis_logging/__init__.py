@@ -6,14 +6,25 @@ JSON lines on the console with zero infrastructure, and the same records in Clic
 from ._version import __version__
 from .attach import attach_handler
 from .context import ContextFilter, current_context, log_context
+from .errors import ConfigurationError, DeliveryWarning, GenesisLoggingWarning
 from .formatter import GenesisJsonFormatter
+from .handler import ClickHouseHandler
 from .schema import FIELDS, Field
+from .settings import ConnectionSettings
+from .transport import ClickHouseInserter, Inserter
 
 __all__ = [
     "FIELDS",
+    "ClickHouseHandler",
+    "ClickHouseInserter",
+    "ConfigurationError",
+    "ConnectionSettings",
     "ContextFilter",
+    "DeliveryWarning",
     "Field",
     "GenesisJsonFormatter",
+    "GenesisLoggingWarning",
+    "Inserter",
     "__version__",
     "attach_handler",
     "current_context",

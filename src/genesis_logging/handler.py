@@ -1,0 +1,535 @@
+"""Track 2: ship records to ClickHouse without the application ever feeling it.
+
+``emit()`` converts the record in the caller's thread and appends the row to a bounded
+queue; one daemon thread per handler cuts batches by count or interval and inserts them,
+retrying transient failures with tenacity. Nothing in a logging call does I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+from collections import Counter, deque
+from typing import Any, Final
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    sleep_using_event,
+    stop_after_attempt,
+    stop_after_delay,
+    stop_when_event_set,
+    wait_exponential_jitter,
+)
+
+from ._convert import RecordConverter, Row
+from ._faults import is_transient
+from .errors import ConfigurationError, DeliveryWarning
+from .settings import ConnectionSettings
+from .transport import ClickHouseInserter, Inserter
+
+__all__ = ["QUEUE_FULL_POLICIES", "ClickHouseHandler"]
+
+#: What ``emit`` does when the queue is full.
+QUEUE_FULL_POLICIES: Final = ("drop_newest", "drop_oldest", "block")
+
+_WARNING_INTERVAL: Final = 30.0  # seconds between two warnings of the same kind
+_PERMANENT_COOLDOWN: Final = (1.0, 60.0)  # first and longest pause after a permanent error
+
+
+def _positive(name: str, value: object, *, integer: bool = False, zero: bool = False) -> Any:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigurationError(
+            f"{name} must be a {'whole ' if integer else ''}number, got {value!r}"
+        )
+    if value < 0 or (value == 0 and not zero):
+        raise ConfigurationError(f"{name} must be {'>= 0' if zero else '> 0'}, got {value!r}")
+    return value
+
+
+def _holds_logging_lock() -> bool:
+    """Whether this thread holds the logging module's lock (``dictConfig`` does)."""
+    is_owned = getattr(logging._lock, "_is_owned", None)  # type: ignore[attr-defined]
+    return bool(is_owned()) if is_owned is not None else False
+
+
+class ClickHouseHandler(logging.Handler):
+    """A logging handler that inserts records into ``genesis.logs`` in the background.
+
+    Every option is a keyword argument, so ``dictConfig`` can build it with ``class:``.
+    Connection options fall back to ``CLICKHOUSE_URL``, ``CLICKHOUSE_HOST``,
+    ``CLICKHOUSE_PORT``, ``CLICKHOUSE_USER``, ``CLICKHOUSE_PASSWORD``,
+    ``CLICKHOUSE_SECURE`` and ``CLICKHOUSE_DATABASE``.
+
+    Args:
+        level: handler level.
+        url: ``clickhouse://user:password@host:9000/genesis`` or, for TLS on the secure
+            native port, ``clickhouses://user:password@host:9440/genesis``.
+        host, port, user, password, database, secure, verify, ca_certs,
+        connect_timeout, send_receive_timeout, compression: connection options; they win
+            over the URL and the environment.
+        table: table inside ``database``.
+        batch_size: rows per insert, at most.
+        flush_interval: seconds a row may wait for its batch to fill.
+        queue_size: rows held in memory, at most.
+        queue_full_policy: ``drop_newest``, ``drop_oldest`` or ``block`` (wait up to
+            ``block_timeout`` seconds for room, then drop the newest).
+        block_timeout: see ``queue_full_policy``.
+        retry_attempts: attempts per batch for transient errors.
+        retry_max_delay: seconds a batch may spend retrying.
+        shutdown_timeout: seconds ``flush()``/``close()`` may wait for delivery.
+        service, version: the ``service`` and ``version`` fields.
+        inserter: deliver through this object instead of a ClickHouse connection.
+
+    Raises:
+        ConfigurationError: an invalid option; raised here, never in a logging call.
+    """
+
+    def __init__(
+        self,
+        level: int | str = logging.NOTSET,
+        *,
+        url: str | None = None,
+        host: str | None = None,
+        port: int | str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        database: str | None = None,
+        secure: bool | str | None = None,
+        verify: bool | str | None = None,
+        ca_certs: str | None = None,
+        connect_timeout: float | str | None = None,
+        send_receive_timeout: float | str | None = None,
+        compression: str | None = None,
+        table: str = "logs",
+        batch_size: int = 1000,
+        flush_interval: float = 1.0,
+        queue_size: int = 100_000,
+        queue_full_policy: str = "drop_newest",
+        block_timeout: float = 0.1,
+        retry_attempts: int = 8,
+        retry_max_delay: float = 30.0,
+        shutdown_timeout: float = 5.0,
+        service: str | None = None,
+        version: str | None = None,
+        inserter: Inserter | None = None,
+    ) -> None:
+        # Validate everything before Handler.__init__ registers us for logging.shutdown().
+        if queue_full_policy not in QUEUE_FULL_POLICIES:
+            raise ConfigurationError(
+                f"queue_full_policy must be one of {', '.join(QUEUE_FULL_POLICIES)}, "
+                f"got {queue_full_policy!r}"
+            )
+        if not isinstance(table, str) or not table:
+            raise ConfigurationError("table must be a non-empty string")
+        self.batch_size: int = _positive("batch_size", batch_size, integer=True)
+        self.queue_size: int = _positive("queue_size", queue_size, integer=True)
+        self.flush_interval: float = _positive("flush_interval", flush_interval)
+        self.block_timeout: float = _positive("block_timeout", block_timeout, zero=True)
+        self.retry_attempts: int = _positive("retry_attempts", retry_attempts, integer=True)
+        self.retry_max_delay: float = _positive("retry_max_delay", retry_max_delay, zero=True)
+        self.shutdown_timeout: float = _positive("shutdown_timeout", shutdown_timeout, zero=True)
+        self.queue_full_policy = queue_full_policy
+        self.table = table
+        self.settings = ConnectionSettings.resolve(
+            url=url,
+            host=host,
+            port=port,
+            user=user,
+            password=password,
+            database=database,
+            secure=secure,
+            verify=verify,
+            ca_certs=ca_certs,
+            connect_timeout=connect_timeout,
+            send_receive_timeout=send_receive_timeout,
+            compression=compression,
+        )
+        self.converter = RecordConverter(service=service, version=version)
+        super().__init__(level)
+        self._inserter: Inserter = inserter or ClickHouseInserter(
+            self.settings, table, on_missing_columns=self._report_missing_columns
+        )
+
+        self._mutex = threading.Lock()
+        self._work = threading.Condition(self._mutex)  # worker waits: rows, flush, close
+        self._progress = threading.Condition(self._mutex)  # flushers and blocked callers wait
+        self._rows: deque[Row] = deque()
+        self._oldest_at = 0.0  # monotonic time the queue last became non-empty
+        self._enqueued = 0  # rows ever queued
+        self._settled = 0  # rows committed, failed or evicted from the queue
+        self._in_flight = 0
+        self._flush_target = 0
+        self._closing = False
+        self._cooldown_until = 0.0
+        self._cooldown = _PERMANENT_COOLDOWN[0]
+        self._stalled: tuple[float, int] | None = None
+        self._abort = threading.Event()  # cuts retries and backoffs short at shutdown
+        self._worker: threading.Thread | None = None
+        self._worker_ident: int | None = None
+        self._worker_running = False
+        self._inline = False  # no thread could be started: deliver in flush()/close()
+
+        self._counts: Counter[str] = Counter()
+        self._dropped: Counter[str] = Counter()
+        self._last_error: str | None = None
+        self._last_warned: dict[str, float] = {}
+        self._missing_reported = False
+        self._retrying = Retrying(
+            stop=(
+                stop_after_attempt(self.retry_attempts)
+                | stop_after_delay(self.retry_max_delay)
+                | stop_when_event_set(self._abort)
+            ),
+            wait=wait_exponential_jitter(initial=0.1, max=5.0, jitter=0.2),
+            sleep=sleep_using_event(self._abort),
+            retry=retry_if_exception(is_transient),
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
+
+    def __repr__(self) -> str:
+        level = logging.getLevelName(self.level)
+        return (
+            f"<{type(self).__name__} {self.settings.redacted_url()} table={self.table} ({level})>"
+        )
+
+    # -- the caller's side -------------------------------------------------------------
+
+    def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:  # type: ignore[override]
+        """Filter and emit without the handler lock: ``emit`` is thread-safe itself.
+
+        The stdlib holds ``self.lock`` around ``emit``; here that would make callers
+        queue behind one another, so one caller blocked by a full queue (``block``
+        policy) would hold up every other caller beyond ``block_timeout``.
+        """
+        result = self.filter(record)
+        if isinstance(result, logging.LogRecord):
+            record = result  # Python 3.12+: a filter may return a replacement record
+        if result:
+            self.emit(record)
+        return result
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Convert the record here, queue the row, return. No I/O, never raises."""
+        try:
+            if threading.get_ident() == self._worker_ident:
+                self._drop("recursion")  # our own thread logging (driver, tenacity, warnings)
+                return
+            if self._closing:
+                self._drop("closed")
+                return
+            self._enqueue(self.converter.convert(record))
+            if not self._worker_running:
+                self._start_worker()
+        except Exception:
+            self.handleError(record)
+
+    def _drop(self, reason: str, count: int = 1) -> None:
+        with self._mutex:
+            self._counts["emitted"] += count
+            self._dropped[reason] += count
+
+    def _enqueue(self, row: Row) -> None:
+        dropped = False
+        with self._mutex:
+            self._counts["emitted"] += 1
+            rows = self._rows
+            if len(rows) >= self.queue_size:
+                policy = self.queue_full_policy
+                if policy == "drop_oldest":
+                    rows.popleft()
+                    self._settled += 1
+                    self._dropped["queue_full"] += 1
+                    dropped = True
+                elif policy == "drop_newest" or not self._wait_for_room():
+                    self._dropped["queue_full"] += 1
+                    row = {}
+                    dropped = True
+            if row:
+                if not rows:
+                    self._oldest_at = time.monotonic()
+                    self._work.notify()
+                rows.append(row)
+                self._enqueued += 1
+                if len(rows) == self.batch_size:
+                    self._work.notify()
+        if dropped:  # outside the lock: warnings may come back through logging
+            self._warn("queue_full", f"queue full ({self.queue_full_policy}): records dropped")
+
+    def _wait_for_room(self) -> bool:
+        deadline = time.monotonic() + self.block_timeout
+        while len(self._rows) >= self.queue_size and not self._closing:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._progress.wait(remaining)
+        return not self._closing
+
+    # -- the worker ----------------------------------------------------------------------
+
+    def _start_worker(self) -> None:
+        with self._mutex:
+            if self._worker_running or self._closing or self._inline:
+                return
+            if self._worker is not None:
+                self._counts["worker_restarts"] += 1
+            thread = threading.Thread(
+                target=self._run, name=f"genesis-logging-{self.table}", daemon=True
+            )
+            try:
+                thread.start()
+            except RuntimeError:
+                # "can't create new thread at interpreter shutdown": deliver from
+                # flush()/close() in the caller's thread instead.
+                self._inline = True
+                return
+            self._worker = thread
+            self._worker_running = True
+
+    def _run(self) -> None:
+        self._worker_ident = threading.get_ident()
+        try:
+            while True:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                self._deliver(batch)
+        finally:
+            with self._mutex:
+                if self._in_flight:  # only reachable through a bug: count, never hide
+                    self._dropped["worker_died"] += self._in_flight
+                    self._settled += self._in_flight
+                    self._in_flight = 0
+                self._worker_running = False
+                self._worker_ident = None
+                self._progress.notify_all()
+            self._inserter.close()
+
+    def _next_batch(self, *, wait: bool = True) -> list[Row] | None:
+        """Block until a batch is due; ``None`` when closing with nothing left."""
+        with self._mutex:
+            while True:
+                now = time.monotonic()
+                count = len(self._rows)
+                if self._closing and self._abort.is_set():
+                    return None
+                cooling = now < self._cooldown_until and not self._closing
+                due = count >= self.batch_size or (
+                    count
+                    and (
+                        self._closing
+                        or self._flush_target > self._settled
+                        or now - self._oldest_at >= self.flush_interval
+                    )
+                )
+                if due and not cooling:
+                    take = min(count, self.batch_size)
+                    batch = [self._rows.popleft() for _ in range(take)]
+                    self._in_flight = take
+                    if self._rows:
+                        self._oldest_at = now
+                    self._progress.notify_all()  # room for blocked callers
+                    return batch
+                if not count and self._closing:
+                    return None
+                if not wait:
+                    return None
+                if cooling:
+                    timeout: float | None = self._cooldown_until - now
+                elif count:
+                    timeout = self._oldest_at + self.flush_interval - now
+                else:
+                    timeout = None
+                self._work.wait(timeout)
+
+    def _deliver(self, batch: list[Row]) -> None:
+        try:
+            self._retrying(self._inserter.insert, batch)
+        except Exception as error:
+            self._record_failure(batch, error)
+        else:
+            with self._mutex:
+                self._counts["sent"] += len(batch)
+                self._counts["batches"] += 1
+                self._settled += len(batch)
+                self._in_flight = 0
+                self._cooldown = _PERMANENT_COOLDOWN[0]
+                self._progress.notify_all()
+
+    def _record_failure(self, batch: list[Row], error: Exception) -> None:
+        transient = is_transient(error)
+        reason = "delivery_failed" if transient else "permanent_error"
+        message = self._describe(error)
+        with self._mutex:
+            self._dropped[reason] += len(batch)
+            self._counts["failed_batches"] += 1
+            self._settled += len(batch)
+            self._in_flight = 0
+            self._last_error = message
+            if not transient:
+                # No retry storm: leave the server alone for a while; records queue up.
+                self._cooldown_until = time.monotonic() + self._cooldown
+                self._cooldown = min(self._cooldown * 2, _PERMANENT_COOLDOWN[1])
+            self._progress.notify_all()
+        kind = "gave up after retries" if transient else "permanent error, not retried"
+        self._warn(reason, f"{len(batch)} records not delivered ({kind}): {message}")
+
+    def _before_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        message = self._describe(error) if error else "unknown error"
+        with self._mutex:
+            self._counts["retries"] += 1
+            self._last_error = message
+        self._warn("retrying", f"insert failed, retrying: {message}")
+
+    def _describe(self, error: BaseException) -> str:
+        text = f"{type(error).__name__}: {error}".strip()
+        return self.settings.scrub(f"{text} [{self.settings.redacted_url()} table={self.table}]")
+
+    def _report_missing_columns(self, missing: list[str]) -> None:
+        if self._missing_reported:
+            return
+        self._missing_reported = True
+        self._warn(
+            "missing_columns",
+            f"table {self.settings.database}.{self.table} has no column for "
+            f"{', '.join(missing)}: those fields are not stored",
+            force=True,
+        )
+
+    def _warn(self, kind: str, message: str, *, force: bool = False) -> None:
+        """Report a delivery problem, at most once per interval and kind; never via logging."""
+        now = time.monotonic()
+        last = self._last_warned.get(kind)
+        if not force and last is not None and now - last < _WARNING_INTERVAL:
+            return
+        self._last_warned[kind] = now
+        warnings.warn(f"genesis-logging: {message}", DeliveryWarning, stacklevel=2)
+
+    # -- flush, close, stats -------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Wait (up to ``shutdown_timeout``) until earlier records are delivered or failed."""
+        self.drain()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every record emitted before this call is committed or has failed.
+
+        Returns:
+            ``True`` when all of them settled, ``False`` when ``timeout`` (default
+            ``shutdown_timeout``) ran out first. Never waits while the calling thread
+            holds the logging module's lock (``dictConfig`` re-configuring), since the
+            worker may need that lock to make progress.
+        """
+        limit = self.shutdown_timeout if timeout is None else timeout
+        with self._mutex:
+            target = self._enqueued
+            if self._settled >= target:
+                return True
+            self._flush_target = max(self._flush_target, target)
+            self._work.notify()
+            settled_before = self._settled
+        if self._inline:
+            self._deliver_inline(time.monotonic() + limit)
+        elif not self._worker_running:
+            self._start_worker()
+        if _holds_logging_lock():
+            return False
+        deadline = time.monotonic() + limit
+        with self._mutex:
+            while self._settled < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not (self._worker_running or self._inline):
+                    stalled = self._settled == settled_before
+                    self._stalled = (time.monotonic(), self._settled) if stalled else None
+                    return False
+                self._progress.wait(remaining)
+            return True
+
+    def _deliver_inline(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            batch = self._next_batch(wait=False)
+            if batch is None:
+                return
+            self._deliver(batch)
+
+    def close(self) -> None:
+        """Deliver what is queued within ``shutdown_timeout``, stop the worker. Idempotent.
+
+        Records emitted afterwards are counted as dropped (``closed``). When the server
+        is unreachable, at most ``shutdown_timeout`` is spent here — less if a ``flush()``
+        just spent it without any progress (``logging.shutdown()`` calls both).
+        """
+        with self._mutex:
+            if self._closing:
+                return
+            self._closing = True
+            self._work.notify_all()
+            self._progress.notify_all()
+            stalled = self._stalled
+        limit = self.shutdown_timeout
+        if (
+            stalled is not None
+            and stalled[1] == self._settled
+            and time.monotonic() - stalled[0] < limit
+        ):
+            limit = 0.0  # a flush() just waited the whole timeout for nothing
+        try:
+            if self._inline:
+                self._deliver_inline(time.monotonic() + limit)
+            elif not _holds_logging_lock():
+                self._wait_for_worker(time.monotonic() + limit)
+        finally:
+            with self._mutex:
+                finished = not self._worker_running
+            if not finished and not _holds_logging_lock():
+                self._abort.set()  # stop retrying; the daemon thread ends on its own
+            self._drop_leftovers()
+            if finished:
+                self._inserter.close()
+            super().close()
+
+    def _wait_for_worker(self, deadline: float) -> None:
+        with self._mutex:
+            while self._worker_running:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._progress.wait(remaining)
+
+    def _drop_leftovers(self) -> None:
+        with self._mutex:
+            if not self._abort.is_set() and self._worker_running:
+                return  # still delivering in the background (reconfiguration)
+            left = len(self._rows)
+            if left:
+                self._rows.clear()
+                self._settled += left
+                self._dropped["shutdown"] += left
+        if left:
+            self._warn("shutdown", f"{left} records not delivered before shutdown", force=True)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this handler (a snapshot; the password never appears).
+
+        ``emitted`` = ``sent`` + sum of ``dropped`` + ``pending`` at every moment.
+        """
+        with self._mutex:
+            return {
+                "emitted": self._counts["emitted"],
+                "sent": self._counts["sent"],
+                "batches": self._counts["batches"],
+                "failed_batches": self._counts["failed_batches"],
+                "retries": self._counts["retries"],
+                "dropped": dict(self._dropped),
+                "queue_depth": len(self._rows),
+                "pending": len(self._rows) + self._in_flight,
+                "coerced": self.converter.coerced,
+                "worker_restarts": self._counts["worker_restarts"],
+                "last_error": self._last_error,
+            }

@@ -1,0 +1,160 @@
+"""The seam between the handler and the database: an object with ``insert(rows)``.
+
+:class:`ClickHouseInserter` is the real one (native protocol, column-wise). Tests and
+users may pass any object following :class:`Inserter` to the handler instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from ._convert import Row, RowValue
+from .ddl import quote_identifier
+from .schema import FIELDS, Field, Kind
+from .settings import ConnectionSettings
+
+__all__ = ["ClickHouseInserter", "Inserter"]
+
+
+@runtime_checkable
+class Inserter(Protocol):
+    """Delivers batches of rows. Called from one thread only (the handler's worker)."""
+
+    def insert(self, rows: Sequence[Row]) -> None:
+        """Insert ``rows`` or raise; a raised error is classified by ``is_transient``."""
+
+    def close(self) -> None:
+        """Release connections; may be followed by more ``insert`` calls."""
+
+
+_DATETIME64 = re.compile(r"DateTime64\((\d+)")
+ColumnAdapter = Callable[[list[Any]], list[Any]]
+
+
+def _adapter(field: Field, clickhouse_type: str) -> ColumnAdapter | None:
+    """How a column of row values must change to suit the table's column type."""
+    base = clickhouse_type
+    for wrapper in ("LowCardinality(", "Nullable("):
+        if base.startswith(wrapper):
+            base = base[len(wrapper) : -1]
+    match = _DATETIME64.match(base)
+    if match:
+        scale = int(match.group(1))
+        if scale == 3:
+            return None  # our milliseconds are already DateTime64(3) ticks
+        if scale > 3:
+            factor = 10 ** (scale - 3)
+            return lambda values: [v * factor for v in values]
+        divisor = 10 ** (3 - scale)
+        return lambda values: [v // divisor for v in values]
+    if base.startswith("DateTime"):
+        return lambda values: [v // 1000 for v in values]
+    if field.kind is Kind.STRING_MAP and base == "String":
+        # A String column for a map (old servers have no Map type): JSON text.
+        return lambda values: [
+            v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values
+        ]
+    return None
+
+
+class ClickHouseInserter:
+    """Insert rows column-wise over the native protocol with clickhouse-driver.
+
+    Learns the table's columns once per connection (``DESCRIBE TABLE``) and sends only
+    the record fields the table has. Not thread-safe: one per worker thread.
+
+    Args:
+        settings: where to connect.
+        table: table name inside ``settings.database``.
+        on_missing_columns: called once per connection with the record fields the
+            table lacks, when there are any.
+    """
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        table: str = "logs",
+        *,
+        on_missing_columns: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.table = table
+        self._target = f"{quote_identifier(settings.database)}.{quote_identifier(table)}"
+        self._on_missing_columns = on_missing_columns
+        self._client: Any = None
+        self._plan: list[tuple[str, RowValue, ColumnAdapter | None]] = []
+        self._statement = ""
+        self._insert_settings: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"<ClickHouseInserter {self.settings.redacted_url()} table={self.table}>"
+
+    def _connect(self) -> Any:
+        from clickhouse_driver import Client
+
+        client = Client(**self.settings.client_kwargs())
+        try:
+            described = client.execute(f"DESCRIBE TABLE {self._target}")
+            self._learn(described)
+            info = client.connection.server_info
+            # async_insert exists since 21.11; pin it off so the server's default
+            # cannot turn our inserts into fire-and-forget.
+            modern = (info.version_major, info.version_minor) >= (21, 11)
+            self._insert_settings = {"async_insert": 0} if modern else {}
+        except BaseException:
+            client.disconnect()
+            raise
+        return client
+
+    def _learn(self, described: Sequence[Sequence[Any]]) -> None:
+        types = {str(row[0]): str(row[1]) for row in described}
+        self._plan = [
+            (field.name, field.default, _adapter(field, types[field.name]))
+            for field in FIELDS
+            if field.name in types
+        ]
+        missing = [field.name for field in FIELDS if field.name not in types]
+        names = ", ".join(name for name, _, _ in self._plan)
+        self._statement = f"INSERT INTO {self._target} ({names}) VALUES"
+        if missing and self._on_missing_columns is not None:
+            self._on_missing_columns(missing)
+
+    @property
+    def columns(self) -> list[str]:
+        """The record fields sent, as learned from the table (empty before connecting)."""
+        return [name for name, _, _ in self._plan]
+
+    def to_columns(self, rows: Sequence[Row]) -> list[list[Any]]:
+        """Rows to one list per sent column, with defaults and type adaptations."""
+        columns: list[list[Any]] = []
+        for name, default, adapt in self._plan:
+            values = [row.get(name, default) for row in rows]
+            columns.append(adapt(values) if adapt is not None else values)
+        return columns
+
+    def insert(self, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        if self._client is None:
+            self._client = self._connect()
+        try:
+            self._client.execute(
+                self._statement,
+                self.to_columns(rows),
+                columnar=True,
+                types_check=False,
+                settings=self._insert_settings,
+            )
+        except BaseException:
+            self.close()  # a fresh connection (and a fresh DESCRIBE) for the next try
+            raise
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):  # a broken socket must not mask the error
+                client.disconnect()

@@ -1,0 +1,54 @@
+"""A fake inserter: the handler's seam, for unit tests without a server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from genesis_logging._convert import Row
+
+
+class FakeInserter:
+    """Records batches; can be held shut (``gate``) or told to fail."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Row]] = []
+        self.errors: list[BaseException] = []  # raised by the next calls, in order
+        self.always: BaseException | None = None  # raised by every call when set
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()  # set when an insert call starts
+        self.calls = 0
+        self.closed = 0
+        self.on_insert: Callable[[Sequence[Row]], None] | None = None
+
+    def insert(self, rows: Sequence[Row]) -> None:
+        self.calls += 1
+        self.entered.set()
+        if not self.gate.wait(30):
+            raise TimeoutError("gate never opened")
+        if self.on_insert is not None:
+            self.on_insert(rows)
+        if self.always is not None:
+            raise self.always
+        if self.errors:
+            raise self.errors.pop(0)
+        self.batches.append(list(rows))
+
+    def close(self) -> None:
+        self.closed += 1
+
+    @property
+    def messages(self) -> list[Any]:
+        return [row["message"] for batch in self.batches for row in batch]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``condition`` until true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(0.005)
