@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,3 +91,53 @@ def chdb_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     chdb = chdb_session_module.Session(str(tmp_path_factory.mktemp("chdb")))
     yield chdb
     chdb.close()
+
+
+# -- real ClickHouse servers ---------------------------------------------------------------
+
+from .clickhouse_server import (  # noqa: E402
+    LocalServer,
+    Target,
+    external_target,
+    start_local_server,
+)
+
+_TARGETS = ["local", *(["external"] if external_target() is not None else [])]
+
+
+@pytest.fixture(scope="session")
+def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """Debian's clickhouse-server, started by the suite; tests may kill and restart it."""
+    server = start_local_server(tmp_path_factory.mktemp("clickhouse"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def running_local_server(local_server: LocalServer) -> LocalServer:
+    """The local server, (re)started if an earlier test left it down."""
+    if not local_server.running:
+        local_server.start()
+    return local_server
+
+
+@pytest.fixture(params=_TARGETS)
+def clickhouse(request: pytest.FixtureRequest) -> Target:
+    """Every server the integration tests must pass against."""
+    if request.param == "external":
+        target = external_target()
+        assert target is not None
+        return target
+    server: LocalServer = request.getfixturevalue("running_local_server")
+    return Target("local", server.host, server.port, local=server)
+
+
+_table_counter = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def logs_table(clickhouse: Target) -> tuple[Target, str, str]:
+    """A fresh table with the record schema: (target, database, table)."""
+    table = f"logs_{os.getpid()}_{next(_table_counter)}"
+    clickhouse.create_logs_table("genesis_test", table)
+    return clickhouse, "genesis_test", table
