@@ -32,7 +32,7 @@ Table = tuple[Target, str, str]
 
 
 @pytest.fixture(autouse=True)
-def _collect_delivery_warnings() -> Iterator[list[warnings.WarningMessage]]:
+def delivery_warnings() -> Iterator[list[warnings.WarningMessage]]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DeliveryWarning)
         yield caught
@@ -147,6 +147,7 @@ class TestDelivery:
     def test_a_table_with_only_the_seed_columns(self, clickhouse: Target) -> None:
         database, table = "genesis_test", f"seed_only_{id(self)}"
         client = clickhouse.client()
+        client.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
         client.execute(f"DROP TABLE IF EXISTS {database}.{table}")
         client.execute(legacy_table_sql(database, table, SEED_FIELDS, modern=clickhouse.modern))
         described = [r[0] for r in client.execute(f"DESCRIBE TABLE {database}.{table}")]
@@ -263,29 +264,26 @@ class TestPermanentErrors:
         return stats
 
     def test_wrong_password(
-        self, running_local_server: LocalServer, _collect_delivery_warnings: list[Any]
+        self, running_local_server: LocalServer, delivery_warnings: list[Any]
     ) -> None:
         server = running_local_server
         handler = ClickHouseHandler(
             url=server.url(WRITER_USER, "wrong-password-123", "genesis_test"), table="x"
         )
-        stats = self.run(handler, _collect_delivery_warnings)
+        stats = self.run(handler, delivery_warnings)
         assert "password" in stats["last_error"].lower()
 
-    def test_missing_database(
-        self, clickhouse: Target, _collect_delivery_warnings: list[Any]
-    ) -> None:
-        stats = self.run(handler_for(clickhouse, "no_such_db", "logs"), _collect_delivery_warnings)
+    def test_missing_database(self, clickhouse: Target, delivery_warnings: list[Any]) -> None:
+        stats = self.run(handler_for(clickhouse, "no_such_db", "logs"), delivery_warnings)
         assert "no_such_db" in stats["last_error"]
 
-    def test_missing_table(
-        self, clickhouse: Target, _collect_delivery_warnings: list[Any]
-    ) -> None:
+    def test_missing_table(self, clickhouse: Target, delivery_warnings: list[Any]) -> None:
         clickhouse.client().execute("CREATE DATABASE IF NOT EXISTS genesis_test")
         stats = self.run(
-            handler_for(clickhouse, "genesis_test", "no_such_table"), _collect_delivery_warnings
+            handler_for(clickhouse, "genesis_test", "no_such_table"), delivery_warnings
         )
         assert "no_such_table" in stats["last_error"]
+        assert "Stack trace" not in stats["last_error"]
 
     def test_right_password_works(self, running_local_server: LocalServer) -> None:
         server = running_local_server

@@ -388,7 +388,9 @@ class ClickHouseHandler(logging.Handler):
         self._warn("retrying", f"insert failed, retrying: {message}")
 
     def _describe(self, error: BaseException) -> str:
-        text = f"{type(error).__name__}: {error}".strip()
+        # Server messages end in a long stack trace: keep only what a person reads.
+        text = f"{type(error).__name__}: {error}".split("Stack trace:")[0]
+        text = " ".join(text.split())
         return self.settings.scrub(f"{text} [{self.settings.redacted_url()} table={self.table}]")
 
     def _report_missing_columns(self, missing: list[str]) -> None:
