@@ -5,6 +5,7 @@ JSON lines on the console with zero infrastructure, and the same records in Clic
 
 from ._version import __version__
 from .attach import attach_handler
+from .configure import setup_logging
 from .context import ContextFilter, current_context, log_context
 from .errors import ConfigurationError, DeliveryWarning, GenesisLoggingWarning
 from .formatter import GenesisJsonFormatter
@@ -29,4 +30,5 @@ __all__ = [
     "attach_handler",
     "current_context",
     "log_context",
+    "setup_logging",
 ]

@@ -1,0 +1,76 @@
+"""One call for scripts and workers: console JSON always, ClickHouse when configured."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any, TextIO
+
+from .attach import attach_handler
+from .errors import ConfigurationError
+from .formatter import GenesisJsonFormatter
+from .handler import ClickHouseHandler
+
+__all__ = ["CLICKHOUSE_HANDLER_NAME", "CONSOLE_HANDLER_NAME", "setup_logging"]
+
+CONSOLE_HANDLER_NAME = "genesis-console"
+CLICKHOUSE_HANDLER_NAME = "genesis-clickhouse"
+
+
+def _level(value: str | int) -> int:
+    if isinstance(value, int):
+        return value
+    level = logging.getLevelName(value.strip().upper())
+    if not isinstance(level, int):
+        raise ConfigurationError(f"unknown log level {value!r}")
+    return level
+
+
+def setup_logging(
+    *,
+    level: str | int | None = None,
+    service: str | None = None,
+    version: str | None = None,
+    stream: TextIO | None = None,
+    clickhouse: bool | None = None,
+    **clickhouse_options: Any,
+) -> list[logging.Handler]:
+    """Configure the root logger the way the specification's worker template does.
+
+    - a console handler writing genesis JSON lines (to ``stream``, default stderr);
+    - a :class:`ClickHouseHandler` too when ``clickhouse`` is true, or, by default, when
+      ``CLICKHOUSE_URL`` or ``CLICKHOUSE_HOST`` is set; ``clickhouse_options`` go to it;
+    - the root level from ``level``, else ``LOG_LEVEL``, else ``info``.
+
+    Calling it again replaces the handlers it installed (the old ClickHouse handler is
+    closed, delivering what it holds); other handlers of the root logger are kept.
+
+    Returns:
+        the handlers installed.
+
+    Raises:
+        ConfigurationError: an unknown level or an invalid ClickHouse option.
+    """
+    root = logging.getLogger()
+    root_level = _level(level if level is not None else os.environ.get("LOG_LEVEL", "info"))
+    console = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    console.set_name(CONSOLE_HANDLER_NAME)
+    console.setFormatter(GenesisJsonFormatter(service=service, version=version))
+    handlers: list[logging.Handler] = [console]
+
+    if clickhouse is None:
+        clickhouse = bool(os.environ.get("CLICKHOUSE_URL") or os.environ.get("CLICKHOUSE_HOST"))
+    if clickhouse:
+        shipper = ClickHouseHandler(service=service, version=version, **clickhouse_options)
+        shipper.set_name(CLICKHOUSE_HANDLER_NAME)
+        handlers.append(shipper)
+
+    for old in list(root.handlers):
+        if old.name in (CONSOLE_HANDLER_NAME, CLICKHOUSE_HANDLER_NAME):
+            root.removeHandler(old)
+            old.close()
+    for handler in handlers:
+        attach_handler(handler, [""])
+    root.setLevel(root_level)
+    return handlers
