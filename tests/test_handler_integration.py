@@ -298,3 +298,41 @@ class TestPermanentErrors:
         handler.close()
         assert handler.stats()["sent"] == 1
         assert count_rows(target, "genesis_test", "with_password") == 1
+
+
+class TestInterpreterExit:
+    """A normal exit delivers everything, even records logged from atexit hooks."""
+
+    @pytest.mark.parametrize(
+        "before_exit", [10, 0], ids=["worker-running", "first-record-at-exit"]
+    )
+    def test_records_logged_at_exit_are_delivered(
+        self, logs_table: Table, tmp_path: Any, before_exit: int
+    ) -> None:
+        import subprocess
+        import sys
+
+        target, database, table = logs_table
+        script = tmp_path / "worker.py"
+        script.write_text(
+            "import atexit, logging, sys\n"
+            "from genesis_logging import ClickHouseHandler\n"
+            f"handler = ClickHouseHandler(url={target.url(database)!r}, table={table!r})\n"
+            "logger = logging.getLogger('exit')\n"
+            "logger.addHandler(handler)\n"
+            "logger.setLevel(logging.INFO)\n"
+            f"for i in range({before_exit}):\n"
+            "    logger.info('normal %d', i)\n"
+            # Runs during interpreter shutdown, before logging.shutdown(); on 3.12+ no
+            # new thread may be started there.
+            "atexit.register(lambda: logger.info('from atexit'))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
+        messages = sorted(
+            m for (m,) in target.client().execute(f"SELECT message FROM {database}.{table}")
+        )
+        assert messages == sorted([f"normal {i}" for i in range(before_exit)] + ["from atexit"])

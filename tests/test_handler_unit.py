@@ -397,3 +397,88 @@ class TestConfiguration:
         names = [t.name for t in threading.enumerate()]
         assert "genesis-logging-logs" in names
         handler.close()
+
+
+class TestDictConfig:
+    """Every option is a plain keyword argument that dictConfig can pass."""
+
+    def test_every_option_through_dictconfig(self, tmp_path: Any) -> None:
+        ca = tmp_path / "ca.pem"
+        ca.write_text("not used until a TLS connection is made")
+        options = {
+            "host": "clickhouse.internal",
+            "port": 9440,
+            "user": "writer",
+            "password": "hunter2",
+            "database": "genesis",
+            "secure": True,
+            "verify": False,
+            "ca_certs": str(ca),
+            "connect_timeout": 2.5,
+            "send_receive_timeout": 12.0,
+            "compression": "lz4",
+            "table": "logs",
+            "batch_size": 250,
+            "flush_interval": 0.5,
+            "queue_size": 5000,
+            "queue_full_policy": "block",
+            "block_timeout": 0.05,
+            "retry_attempts": 4,
+            "retry_max_delay": 9.0,
+            "shutdown_timeout": 3.0,
+            "service": "svc",
+            "version": "2.0",
+        }
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {
+                    "ch": {
+                        "class": "genesis_logging.ClickHouseHandler",
+                        "level": "INFO",
+                        **options,
+                    }
+                },
+                "loggers": {"configured": {"handlers": ["ch"]}},
+            }
+        )
+        (handler,) = logging.getLogger("configured").handlers
+        assert isinstance(handler, ClickHouseHandler)
+        assert handler.level == logging.INFO
+        for key, value in options.items():
+            if key in ("service", "version"):
+                assert getattr(handler.converter, key) == value
+            elif hasattr(handler.settings, key):
+                assert getattr(handler.settings, key) == value, key
+            else:
+                assert getattr(handler, key) == value, key
+        assert "hunter2" not in repr(handler)
+        handler.close()
+
+    def test_url_and_environment_fallbacks(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv(
+            "CLICKHOUSE_URL", "clickhouses://u:p%40ss@h.example/db1?compression=lz4"
+        )
+        monkeypatch.setenv("CLICKHOUSE_HOST", "ignored-host")
+        monkeypatch.setenv("CLICKHOUSE_USER", "ignored-user")
+        monkeypatch.setenv("CLICKHOUSE_DATABASE", "ignored-db")
+        handler = ClickHouseHandler(database="explicit")
+        settings = handler.settings
+        assert (settings.host, settings.port, settings.secure) == ("h.example", 9440, True)
+        assert (settings.user, settings.password) == ("u", "p@ss")
+        assert settings.database == "explicit"  # keyword > URL > variable
+        assert settings.compression == "lz4"
+        handler.close()
+
+    def test_individual_variables(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("CLICKHOUSE_URL", raising=False)
+        monkeypatch.setenv("CLICKHOUSE_HOST", "ch.example")
+        monkeypatch.setenv("CLICKHOUSE_PORT", "19000")
+        monkeypatch.setenv("CLICKHOUSE_USER", "writer")
+        monkeypatch.setenv("CLICKHOUSE_PASSWORD", "pw")
+        monkeypatch.setenv("CLICKHOUSE_SECURE", "true")
+        monkeypatch.setenv("CLICKHOUSE_DATABASE", "logsdb")
+        settings = ClickHouseHandler().settings
+        assert (settings.host, settings.port, settings.user) == ("ch.example", 19000, "writer")
+        assert (settings.password, settings.secure, settings.database) == ("pw", True, "logsdb")
