@@ -303,3 +303,33 @@ class TestContextInLines:
         captured = make_captured("test.nocontext")
         captured.logger.info("x")
         assert "spec_id" not in captured.one()
+
+
+class TestTruncation:
+    """Oversized text is cut at a per-field limit, with a marker and the original length."""
+
+    def test_fifty_megabyte_stdout(self) -> None:
+        captured = make_captured("trunc.big", max_field_chars=1024)
+        captured.logger.info("ran", extra={"stdout": "a" * 50_000_000, "note": "b" * 5000})
+        line = captured.one()
+        assert len(line["stdout"]) <= 1024
+        assert line["stdout"].endswith("…[truncated 49999056 of 50000000 characters]")
+        assert line["stdout"].startswith("a" * 900)
+        assert line["attributes"]["stdout.original_length"] == "50000000"
+        assert len(line["attributes"]["note"]) <= 1024
+        assert line["attributes"]["note.original_length"] == "5000"
+        assert captured.formatter.stats()["coerced"] == 2
+
+    def test_text_at_the_limit_is_kept_whole(self) -> None:
+        captured = make_captured("trunc.exact", max_field_chars=1024)
+        captured.logger.info("x" * 1024)
+        assert captured.one()["message"] == "x" * 1024
+
+    def test_default_keeps_a_megabyte(self) -> None:
+        captured = make_captured("trunc.default")
+        captured.logger.info("ran", extra={"stdout": "x" * 1_000_000})
+        assert len(captured.one()["stdout"]) == 1_000_000
+
+    def test_limit_is_validated(self) -> None:
+        with pytest.raises(ValueError, match="max_field_chars"):
+            GenesisJsonFormatter(max_field_chars=10)

@@ -18,7 +18,7 @@ from ._values import INVALID, clean_text, coerce_field, safe_str, to_attribute
 from .context import CONTEXT_ATTRIBUTE, current_context
 from .schema import DEFAULT_SERVICE, SETTABLE_FIELDS
 
-__all__ = ["STANDARD_RECORD_ATTRIBUTES", "RecordConverter", "Row"]
+__all__ = ["DEFAULT_MAX_FIELD_CHARS", "STANDARD_RECORD_ATTRIBUTES", "RecordConverter", "Row"]
 
 RowValue: TypeAlias = "str | int | dict[str, str]"
 Row: TypeAlias = "dict[str, RowValue]"
@@ -30,6 +30,11 @@ STANDARD_RECORD_ATTRIBUTES: Final = frozenset(
 
 _EXCEPTION_FORMATTER: Final = logging.Formatter()
 
+_MARKER_ROOM: Final = 80  # characters reserved for the truncation marker
+
+#: Default longest text of one field (characters): large enough for a 1 MB stdout.
+DEFAULT_MAX_FIELD_CHARS: Final = 4 * 1024 * 1024
+
 
 class RecordConverter:
     """Convert log records to rows; counts the values it had to coerce.
@@ -38,9 +43,22 @@ class RecordConverter:
         service: the ``service`` field; default ``$GENESIS_SERVICE`` or
             ``genesis-pipeline``.
         version: the ``version`` field; default ``$GENESIS_VERSION`` or empty.
+        max_field_chars: longest text kept in one field or attribute; longer text is
+            cut with a marker and its original length kept in ``attributes``.
     """
 
-    def __init__(self, *, service: str | None = None, version: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        service: str | None = None,
+        version: str | None = None,
+        max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
+    ) -> None:
+        if isinstance(max_field_chars, bool) or not isinstance(max_field_chars, int):
+            raise TypeError("max_field_chars must be an integer")
+        if max_field_chars < _MARKER_ROOM * 2:
+            raise ValueError(f"max_field_chars must be at least {_MARKER_ROOM * 2}")
+        self.max_field_chars = max_field_chars
         self.service = service or os.environ.get("GENESIS_SERVICE") or DEFAULT_SERVICE
         self.version = version if version is not None else os.environ.get("GENESIS_VERSION", "")
         if not isinstance(self.service, str) or not isinstance(self.version, str):
@@ -84,9 +102,23 @@ class RecordConverter:
         exception = self._exception(record)
         if exception:
             row["exception"] = exception
+        limit = self.max_field_chars
+        for name, value in list(row.items()):
+            if type(value) is str and len(value) > limit:
+                row[name] = self._truncate(name, value, attributes)
+        for name, value in list(attributes.items()):
+            if len(value) > limit:
+                attributes[name] = self._truncate(name, value, attributes)
         if attributes:
             row["attributes"] = attributes
         return row
+
+    def _truncate(self, name: str, text: str, attributes: dict[str, str]) -> str:
+        """Cut ``text`` to the limit, say so inside it, and keep its length aside."""
+        self._count_coercion()
+        kept = self.max_field_chars - _MARKER_ROOM
+        attributes[f"{name}.original_length"] = str(len(text))
+        return f"{text[:kept]}…[truncated {len(text) - kept} of {len(text)} characters]"
 
     def _merge(self, values: Mapping[Any, object], row: Row, attributes: dict[str, str]) -> None:
         for key, value in values.items():

@@ -8,7 +8,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from ._convert import RecordConverter, Row
+from ._convert import DEFAULT_MAX_FIELD_CHARS, RecordConverter, Row
 from .schema import FIELDS, Kind
 
 __all__ = ["GenesisJsonFormatter", "format_timestamp"]
@@ -37,6 +37,7 @@ class GenesisJsonFormatter(JsonFormatter):
         version: the ``version`` field (default ``$GENESIS_VERSION``).
         keep_empty: also write fields that have no value, with the column default.
         ensure_ascii: escape non-ASCII characters (``\\uXXXX``) instead of writing UTF-8.
+        max_field_chars: longest text of one field; longer text is cut with a marker.
 
     Example (``dictConfig``)::
 
@@ -53,9 +54,12 @@ class GenesisJsonFormatter(JsonFormatter):
         version: str | None = None,
         keep_empty: bool = False,
         ensure_ascii: bool = False,
+        max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
     ) -> None:
         super().__init__(json_ensure_ascii=ensure_ascii)
-        self.record_converter = RecordConverter(service=service, version=version)
+        self.record_converter = RecordConverter(
+            service=service, version=version, max_field_chars=max_field_chars
+        )
         self.keep_empty = keep_empty
 
     def format(self, record: logging.LogRecord) -> str:

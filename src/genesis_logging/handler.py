@@ -25,7 +25,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from ._convert import RecordConverter, Row
+from ._convert import DEFAULT_MAX_FIELD_CHARS, RecordConverter, Row
 from ._faults import is_transient
 from .errors import ConfigurationError, DeliveryWarning
 from .settings import ConnectionSettings
@@ -83,6 +83,8 @@ class ClickHouseHandler(logging.Handler):
         retry_max_delay: seconds a batch may spend retrying.
         shutdown_timeout: seconds ``flush()``/``close()`` may wait for delivery.
         service, version: the ``service`` and ``version`` fields.
+        max_field_chars: longest text of one field; longer text is cut with a marker
+            and its original length kept in ``attributes``.
         inserter: deliver through this object instead of a ClickHouse connection.
 
     Raises:
@@ -116,6 +118,7 @@ class ClickHouseHandler(logging.Handler):
         shutdown_timeout: float = 5.0,
         service: str | None = None,
         version: str | None = None,
+        max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
         inserter: Inserter | None = None,
     ) -> None:
         # Validate everything before Handler.__init__ registers us for logging.shutdown().
@@ -149,7 +152,12 @@ class ClickHouseHandler(logging.Handler):
             send_receive_timeout=send_receive_timeout,
             compression=compression,
         )
-        self.converter = RecordConverter(service=service, version=version)
+        try:
+            self.converter = RecordConverter(
+                service=service, version=version, max_field_chars=max_field_chars
+            )
+        except (TypeError, ValueError) as error:
+            raise ConfigurationError(str(error)) from None
         super().__init__(level)
         self._inserter: Inserter = inserter or ClickHouseInserter(
             self.settings, table, on_missing_columns=self._report_missing_columns
