@@ -21,11 +21,13 @@ class FakeInserter:
         self.gate.set()
         self.entered = threading.Event()  # set when an insert call starts
         self.calls = 0
+        self.tokens: list[str | None] = []
         self.closed = 0
         self.on_insert: Callable[[Sequence[Row]], None] | None = None
 
-    def insert(self, rows: Sequence[Row]) -> None:
+    def insert(self, rows: Sequence[Row], token: str | None = None) -> None:
         self.calls += 1
+        self.tokens.append(token)
         self.entered.set()
         if not self.gate.wait(30):
             raise TimeoutError("gate never opened")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import socket
+import struct
 from typing import Final
 
 from clickhouse_driver import errors
 
-__all__ = ["is_transient"]
+__all__ = ["is_row_error", "is_transient"]
 
 #: Server error codes that say "try again later", not "this can never work".
 TRANSIENT_SERVER_CODES: Final = frozenset(
@@ -56,4 +57,22 @@ def is_transient(error: BaseException) -> bool:
         return True
     if isinstance(error, errors.Error):
         return error.code in TRANSIENT_SERVER_CODES
+    return False
+
+
+#: Server error codes that blame the data of some rows, not the connection or the table.
+ROW_ERROR_SERVER_CODES: Final = frozenset({6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 131, 349})
+
+
+def is_row_error(error: BaseException) -> bool:
+    """True when some rows of a batch cannot be inserted but others could be.
+
+    The driver raises plain Python errors while serialising a value its column type
+    cannot hold (a table column narrower than the record's); the server names bad data
+    with its own codes. Splitting the batch isolates the offending rows.
+    """
+    if isinstance(error, (TypeError, ValueError, OverflowError, UnicodeError, struct.error)):
+        return not isinstance(error, errors.Error)
+    if isinstance(error, errors.Error):
+        return error.code in ROW_ERROR_SERVER_CODES
     return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -11,7 +12,12 @@ from pythonjsonlogger.json import JsonFormatter
 from ._convert import DEFAULT_MAX_FIELD_CHARS, RecordConverter, Row
 from .schema import FIELDS, Kind
 
-__all__ = ["GenesisJsonFormatter", "format_timestamp"]
+__all__ = [
+    "GenesisJsonFormatter",
+    "format_timestamp",
+    "row_from_json_object",
+    "row_to_json_object",
+]
 
 # Characters that JSON leaves raw but some readers (str.splitlines, JavaScript) treat as
 # line breaks; escaping them keeps every record on exactly one line for every reader.
@@ -22,6 +28,35 @@ def format_timestamp(milliseconds: int) -> str:
     """ISO-8601 UTC with milliseconds and ``Z``: ``2026-11-25T13:49:15.123Z``."""
     seconds, millis = divmod(milliseconds, 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def row_to_json_object(row: Row, *, keep_empty: bool = False) -> dict[str, Any]:
+    """The JSON object of a row: schema order, ISO timestamp, empty fields left out."""
+    data: dict[str, Any] = {}
+    for field in FIELDS:
+        value = row.get(field.name)
+        if value is None or value == "" or value == {}:
+            if not keep_empty:
+                continue
+            value = field.default
+        if field.kind is Kind.TIMESTAMP:
+            value = format_timestamp(value)  # type: ignore[arg-type]
+        data[field.name] = value
+    return data
+
+
+def row_from_json_object(data: dict[str, Any]) -> Row:
+    """Inverse of :func:`row_to_json_object` for lines this package wrote."""
+    row: Row = {}
+    for field in FIELDS:
+        if field.name not in data:
+            continue
+        value = data[field.name]
+        if field.kind is Kind.TIMESTAMP:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            value = round(moment.timestamp() * 1000)
+        row[field.name] = value
+    return row
 
 
 class GenesisJsonFormatter(JsonFormatter):
@@ -73,17 +108,7 @@ class GenesisJsonFormatter(JsonFormatter):
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
     ) -> None:
         """Fill ``log_data`` from the row (passed as ``message_dict``) in schema order."""
-        row: Row = message_dict
-        keep_empty = self.keep_empty
-        for field in FIELDS:
-            value = row.get(field.name)
-            if value is None or value == "" or value == {}:
-                if not keep_empty:
-                    continue
-                value = field.default
-            if field.kind is Kind.TIMESTAMP:
-                value = format_timestamp(value)  # type: ignore[arg-type]
-            log_data[field.name] = value
+        log_data.update(row_to_json_object(message_dict, keep_empty=self.keep_empty))
 
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         """python-json-logger's encoding, with Unicode line separators escaped."""

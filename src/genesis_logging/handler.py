@@ -8,11 +8,15 @@ retrying transient failures with tenacity. Nothing in a logging call does I/O.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import threading
 import time
+import uuid
 import warnings
+import weakref
 from collections import Counter, deque
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from tenacity import (
     RetryCallState,
@@ -26,18 +30,42 @@ from tenacity import (
 )
 
 from ._convert import DEFAULT_MAX_FIELD_CHARS, RecordConverter, Row
-from ._faults import is_transient
+from ._faults import is_row_error, is_transient
 from .errors import ConfigurationError, DeliveryWarning
 from .settings import ConnectionSettings
+from .spool import DEFAULT_SPOOL_MAX_BYTES, Spool, SpoolFile
 from .transport import ClickHouseInserter, Inserter
 
 __all__ = ["QUEUE_FULL_POLICIES", "ClickHouseHandler"]
 
 #: What ``emit`` does when the queue is full.
-QUEUE_FULL_POLICIES: Final = ("drop_newest", "drop_oldest", "block")
+QUEUE_FULL_POLICIES: Final = ("drop_newest", "drop_oldest", "block", "spool")
 
 _WARNING_INTERVAL: Final = 30.0  # seconds between two warnings of the same kind
 _PERMANENT_COOLDOWN: Final = (1.0, 60.0)  # first and longest pause after a permanent error
+_REPLAY_INTERVAL: Final = 1.0  # seconds between two looks into an idle spool
+_DEAD_LETTER_AFTER: Final = 5  # permanent failures before a spool file is set aside
+
+
+class _Batch(NamedTuple):
+    """Rows inserted together, with the identity that makes retries idempotent."""
+
+    id: str
+    rows: list[Row]
+
+
+_REPLAY: Final = _Batch("replay", [])  # marker: the worker should replay the spool
+
+_LIVE_HANDLERS: weakref.WeakSet[ClickHouseHandler] = weakref.WeakSet()
+
+
+def _reinit_after_fork() -> None:
+    for handler in list(_LIVE_HANDLERS):
+        handler._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_after_fork)
 
 
 def _positive(name: str, value: object, *, integer: bool = False, zero: bool = False) -> Any:
@@ -76,8 +104,9 @@ class ClickHouseHandler(logging.Handler):
         batch_size: rows per insert, at most.
         flush_interval: seconds a row may wait for its batch to fill.
         queue_size: rows held in memory, at most.
-        queue_full_policy: ``drop_newest``, ``drop_oldest`` or ``block`` (wait up to
-            ``block_timeout`` seconds for room, then drop the newest).
+        queue_full_policy: ``drop_newest``, ``drop_oldest``, ``block`` (wait up to
+            ``block_timeout`` seconds for room, then drop the newest) or ``spool``
+            (write the overflow to ``spool_dir``, a batch at a time).
         block_timeout: see ``queue_full_policy``.
         retry_attempts: attempts per batch for transient errors.
         retry_max_delay: seconds a batch may spend retrying.
@@ -85,6 +114,9 @@ class ClickHouseHandler(logging.Handler):
         service, version: the ``service`` and ``version`` fields.
         max_field_chars: longest text of one field; longer text is cut with a marker
             and its original length kept in ``attributes``.
+        spool_dir: directory for batches that cannot be delivered (off when ``None``);
+            they are replayed, oldest first, when the server is back.
+        spool_max_bytes: cap of the spool; the oldest files are evicted past it.
         inserter: deliver through this object instead of a ClickHouse connection.
 
     Raises:
@@ -119,6 +151,8 @@ class ClickHouseHandler(logging.Handler):
         service: str | None = None,
         version: str | None = None,
         max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
         inserter: Inserter | None = None,
     ) -> None:
         # Validate everything before Handler.__init__ registers us for logging.shutdown().
@@ -129,6 +163,12 @@ class ClickHouseHandler(logging.Handler):
             )
         if not isinstance(table, str) or not table:
             raise ConfigurationError("table must be a non-empty string")
+        if queue_full_policy == "spool" and not spool_dir:
+            raise ConfigurationError("queue_full_policy 'spool' needs spool_dir")
+        try:
+            self._spool = Spool(spool_dir, max_bytes=spool_max_bytes) if spool_dir else None
+        except (OSError, ValueError) as error:
+            raise ConfigurationError(f"spool_dir: {error}") from None
         self.batch_size: int = _positive("batch_size", batch_size, integer=True)
         self.queue_size: int = _positive("queue_size", queue_size, integer=True)
         self.flush_interval: float = _positive("flush_interval", flush_interval)
@@ -182,12 +222,20 @@ class ClickHouseHandler(logging.Handler):
         self._worker_running = False
         self._inline = False  # no thread could be started: deliver in flush()/close()
 
+        self._overflow: list[Row] = []  # queue_full_policy "spool": rows bound for disk
+        self._spilling = 0  # overflow rows being written by a caller right now
+        self._next_replay_at = time.monotonic() if self._spool is not None else math.inf
+        self._spool_counts: Counter[str] = Counter()
         self._counts: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
         self._last_error: str | None = None
         self._last_warned: dict[str, float] = {}
         self._missing_reported = False
-        self._retrying = Retrying(
+        self._retrying = self._make_retrying()
+        _LIVE_HANDLERS.add(self)
+
+    def _make_retrying(self) -> Retrying:
+        return Retrying(
             stop=(
                 stop_after_attempt(self.retry_attempts)
                 | stop_after_delay(self.retry_max_delay)
@@ -199,6 +247,33 @@ class ClickHouseHandler(logging.Handler):
             before_sleep=self._before_retry,
             reraise=True,
         )
+
+    def _after_fork_in_child(self) -> None:
+        """Start afresh in a forked child: own locks, empty queue, no worker, no socket.
+
+        The parent's pending rows stay the parent's to deliver; the child never sends
+        them a second time. The inherited connection is abandoned, not closed: closing it
+        would cut the parent's socket too.
+        """
+        self._mutex = threading.Lock()
+        self._work = threading.Condition(self._mutex)
+        self._progress = threading.Condition(self._mutex)
+        self._rows = deque()
+        self._overflow = []
+        self._spilling = 0
+        self._enqueued = self._settled = self._in_flight = self._flush_target = 0
+        self._counts = Counter()
+        self._dropped = Counter()
+        self._spool_counts = Counter()
+        self._worker = None
+        self._worker_ident = None
+        self._worker_running = False
+        self._abort = threading.Event()
+        self._retrying = self._make_retrying()
+        if isinstance(self._inserter, ClickHouseInserter):
+            self._inserter = ClickHouseInserter(
+                self.settings, self.table, on_missing_columns=self._report_missing_columns
+            )
 
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)
@@ -244,12 +319,18 @@ class ClickHouseHandler(logging.Handler):
 
     def _enqueue(self, row: Row) -> None:
         dropped = False
+        spill: list[Row] = []
         with self._mutex:
             self._counts["emitted"] += 1
             rows = self._rows
             if len(rows) >= self.queue_size:
                 policy = self.queue_full_policy
-                if policy == "drop_oldest":
+                if policy == "spool":
+                    self._overflow.append(row)  # pending, on its way to disk
+                    if len(self._overflow) >= self.batch_size:
+                        spill, self._overflow = self._overflow, []
+                    row = {}
+                elif policy == "drop_oldest":
                     rows.popleft()
                     self._settled += 1
                     self._dropped["queue_full"] += 1
@@ -266,8 +347,20 @@ class ClickHouseHandler(logging.Handler):
                 self._enqueued += 1
                 if len(rows) == self.batch_size:
                     self._work.notify()
+        if spill:  # the caller writes one spool file per batch_size refused records
+            self._spill(spill)
         if dropped:  # outside the lock: warnings may come back through logging
             self._warn("queue_full", f"queue full ({self.queue_full_policy}): records dropped")
+
+    def _spill(self, rows: list[Row]) -> None:
+        """Write refused rows to the spool (``_spool_rows`` counts the outcome)."""
+        with self._mutex:
+            self._spilling += len(rows)
+        try:
+            self._spool_rows(rows, uuid.uuid4().hex)
+        finally:
+            with self._mutex:
+                self._spilling -= len(rows)
 
     def _wait_for_room(self) -> bool:
         deadline = time.monotonic() + self.block_timeout
@@ -306,7 +399,10 @@ class ClickHouseHandler(logging.Handler):
                 batch = self._next_batch()
                 if batch is None:
                     return
-                self._deliver(batch)
+                if batch is _REPLAY:
+                    self._replay_one()
+                else:
+                    self._deliver(batch)
         finally:
             with self._mutex:
                 if self._in_flight:  # only reachable through a bug: count, never hide
@@ -318,8 +414,8 @@ class ClickHouseHandler(logging.Handler):
                 self._progress.notify_all()
             self._inserter.close()
 
-    def _next_batch(self, *, wait: bool = True) -> list[Row] | None:
-        """Block until a batch is due; ``None`` when closing with nothing left."""
+    def _next_batch(self, *, wait: bool = True) -> _Batch | None:
+        """Block until a batch (or a replay from the spool) is due; ``None`` to stop."""
         with self._mutex:
             while True:
                 now = time.monotonic()
@@ -327,6 +423,9 @@ class ClickHouseHandler(logging.Handler):
                 if self._closing and self._abort.is_set():
                     return None
                 cooling = now < self._cooldown_until and not self._closing
+                replay_at = self._next_replay_at if self._spool is not None else math.inf
+                if wait and not self._closing and not cooling and now >= replay_at:
+                    return _REPLAY
                 due = count >= self.batch_size or (
                     count
                     and (
@@ -337,55 +436,172 @@ class ClickHouseHandler(logging.Handler):
                 )
                 if due and not cooling:
                     take = min(count, self.batch_size)
-                    batch = [self._rows.popleft() for _ in range(take)]
-                    self._in_flight = take
+                    rows = [self._rows.popleft() for _ in range(take)]
+                    self._in_flight += take
                     if self._rows:
                         self._oldest_at = now
                     self._progress.notify_all()  # room for blocked callers
-                    return batch
+                    return _Batch(uuid.uuid4().hex, rows)
                 if not count and self._closing:
                     return None
                 if not wait:
                     return None
+                deadlines = [replay_at]
                 if cooling:
-                    timeout: float | None = self._cooldown_until - now
+                    deadlines.append(self._cooldown_until)
                 elif count:
-                    timeout = self._oldest_at + self.flush_interval - now
-                else:
-                    timeout = None
-                self._work.wait(timeout)
+                    deadlines.append(self._oldest_at + self.flush_interval)
+                wake = min(deadlines)
+                self._work.wait(None if wake == math.inf else max(0.0, wake - now))
 
-    def _deliver(self, batch: list[Row]) -> None:
+    def _deliver(self, batch: _Batch) -> None:
         try:
-            self._retrying(self._inserter.insert, batch)
+            self._retrying(self._inserter.insert, batch.rows, batch.id)
         except Exception as error:
-            self._record_failure(batch, error)
+            if is_row_error(error) and len(batch.rows) > 1:
+                self._isolate(batch, error)
+            else:
+                self._record_failure(batch, error)
         else:
-            with self._mutex:
-                self._counts["sent"] += len(batch)
-                self._counts["batches"] += 1
-                self._settled += len(batch)
-                self._in_flight = 0
-                self._cooldown = _PERMANENT_COOLDOWN[0]
-                self._progress.notify_all()
+            self._record_success(len(batch.rows))
 
-    def _record_failure(self, batch: list[Row], error: Exception) -> None:
-        transient = is_transient(error)
-        reason = "delivery_failed" if transient else "permanent_error"
-        message = self._describe(error)
+    def _record_success(self, count: int) -> None:
         with self._mutex:
-            self._dropped[reason] += len(batch)
+            self._counts["sent"] += count
+            self._counts["batches"] += 1
+            self._settled += count
+            self._in_flight = max(0, self._in_flight - count)
+            self._cooldown = _PERMANENT_COOLDOWN[0]
+            self._progress.notify_all()
+
+    def _isolate(self, batch: _Batch, error: Exception) -> None:
+        """Split a batch that some rows poison until only the offenders are left out."""
+        if len(batch.rows) == 1:
+            with self._mutex:
+                self._last_error = self._describe(error)
+            self._record_failure(batch, error, reason="bad_row")
+            return
+        middle = len(batch.rows) // 2
+        for suffix, rows in (("a", batch.rows[:middle]), ("b", batch.rows[middle:])):
+            half = _Batch(f"{batch.id}{suffix}", rows)
+            try:
+                self._retrying(self._inserter.insert, half.rows, half.id)
+            except Exception as inner:
+                if is_row_error(inner):
+                    self._isolate(half, inner)
+                else:
+                    self._record_failure(half, inner)
+            else:
+                self._record_success(len(half.rows))
+
+    def _record_failure(
+        self, batch: _Batch, error: Exception, *, reason: str | None = None
+    ) -> None:
+        transient = is_transient(error)
+        reason = reason or ("delivery_failed" if transient else "permanent_error")
+        message = self._describe(error)
+        spooled = self._spool_rows(batch.rows, batch.id) if reason != "bad_row" else False
+        with self._mutex:
+            if not spooled:
+                self._dropped[reason] += len(batch.rows)
             self._counts["failed_batches"] += 1
-            self._settled += len(batch)
-            self._in_flight = 0
+            self._settled += len(batch.rows)
+            self._in_flight = max(0, self._in_flight - len(batch.rows))
             self._last_error = message
-            if not transient:
+            if not transient and reason != "bad_row":
                 # No retry storm: leave the server alone for a while; records queue up.
                 self._cooldown_until = time.monotonic() + self._cooldown
                 self._cooldown = min(self._cooldown * 2, _PERMANENT_COOLDOWN[1])
             self._progress.notify_all()
-        kind = "gave up after retries" if transient else "permanent error, not retried"
-        self._warn(reason, f"{len(batch)} records not delivered ({kind}): {message}")
+        outcome = "spooled to disk" if spooled else "not delivered"
+        kind = {
+            "delivery_failed": "gave up after retries",
+            "permanent_error": "permanent error, not retried",
+            "bad_row": "the server refused this row",
+        }[reason]
+        self._warn(reason, f"{len(batch.rows)} records {outcome} ({kind}): {message}")
+
+    # -- the spool -----------------------------------------------------------------------
+
+    def _spool_rows(self, rows: list[Row], batch_id: str) -> bool:
+        """Write rows to the spool; ``True`` if they are safe on disk. Counts everything."""
+        spool = self._spool
+        if spool is None:
+            return False
+        try:
+            evicted = spool.write(rows, batch_id)
+        except OSError as error:
+            with self._mutex:
+                self._dropped["spool_failed"] += len(rows)
+                self._spool_counts["write_failures"] += 1
+                self._last_error = f"spool: {error}"
+            self._warn("spool_failed", f"{len(rows)} records could not be spooled: {error}")
+            return False
+        with self._mutex:
+            self._counts["spooled"] += len(rows)
+            self._spool_counts["written_rows"] += len(rows)
+            self._spool_counts["evicted_rows"] += evicted
+            self._next_replay_at = min(self._next_replay_at, time.monotonic() + _REPLAY_INTERVAL)
+        if evicted:
+            self._warn("spool_evicted", f"spool full: {evicted} oldest spooled records evicted")
+        return True
+
+    def _replay_one(self) -> None:
+        """Deliver the oldest due spool file, once; reschedule the next attempt."""
+        spool = self._spool
+        assert spool is not None
+        try:
+            entry = spool.claim()
+        except OSError:
+            entry = None
+        if entry is None:
+            self._schedule_replay(_REPLAY_INTERVAL)
+            return
+        try:
+            rows, unreadable = spool.read(entry)
+            for index in range(0, len(rows), self.batch_size):
+                chunk = rows[index : index + self.batch_size]
+                token = (
+                    entry.batch_id if len(rows) <= self.batch_size else f"{entry.batch_id}-{index}"
+                )
+                self._inserter.insert(chunk, token)
+        except Exception as error:
+            self._replay_failed(spool, entry, error)
+            return
+        spool.complete(entry)
+        with self._mutex:
+            self._spool_counts["replayed_rows"] += len(rows)
+            self._spool_counts["unreadable_lines"] += unreadable
+            self._next_replay_at = time.monotonic()  # more may wait: go on at once
+
+    def _replay_failed(self, spool: Spool, entry: SpoolFile, error: Exception) -> None:
+        transient = isinstance(error, OSError) or is_transient(error)
+        message = self._describe(error)
+        delay = min(2.0 ** (entry.failures + 1), 300.0)
+        try:
+            if not transient and entry.failures + 1 >= _DEAD_LETTER_AFTER:
+                spool.bury(entry)
+                with self._mutex:
+                    self._spool_counts["dead_letter_rows"] += entry.rows
+                self._warn(
+                    "dead_letter",
+                    f"spool file moved to dead/ after {_DEAD_LETTER_AFTER} permanent failures: {message}",
+                    force=True,
+                )
+            else:
+                spool.release(entry, retry_in=delay)
+        except OSError:
+            pass  # a claim left behind is recovered once this process has gone
+        with self._mutex:
+            self._last_error = message
+        self._schedule_replay(delay if not transient else min(delay, 30.0))
+        self._warn(
+            "replay_failed", f"replaying the spool failed, retrying in {delay:.0f}s: {message}"
+        )
+
+    def _schedule_replay(self, delay: float) -> None:
+        with self._mutex:
+            self._next_replay_at = time.monotonic() + delay
 
     def _before_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -513,33 +729,56 @@ class ClickHouseHandler(logging.Handler):
                 self._progress.wait(remaining)
 
     def _drop_leftovers(self) -> None:
+        """At close: queued rows that were not delivered go to the spool, else are dropped."""
         with self._mutex:
             if not self._abort.is_set() and self._worker_running:
                 return  # still delivering in the background (reconfiguration)
-            left = len(self._rows)
-            if left:
-                self._rows.clear()
-                self._settled += left
-                self._dropped["shutdown"] += left
-        if left:
-            self._warn("shutdown", f"{left} records not delivered before shutdown", force=True)
+            left = list(self._rows) + self._overflow
+            self._settled += len(self._rows)
+            self._rows.clear()
+            self._overflow = []
+        if not left:
+            return
+        if self._spool_rows(left, uuid.uuid4().hex):
+            return
+        with self._mutex:
+            self._dropped["shutdown"] += len(left)
+        self._warn("shutdown", f"{len(left)} records not delivered before shutdown", force=True)
 
     def stats(self) -> dict[str, Any]:
         """Counters of this handler (a snapshot; the password never appears).
 
-        ``emitted`` = ``sent`` + sum of ``dropped`` + ``pending`` at every moment.
+        ``emitted`` = ``sent`` + ``spooled`` + sum of ``dropped`` + ``pending`` at
+        every moment. ``spool`` counts what happened on disk (any process's files).
         """
         with self._mutex:
             return {
                 "emitted": self._counts["emitted"],
                 "sent": self._counts["sent"],
+                "spooled": self._counts["spooled"],
                 "batches": self._counts["batches"],
                 "failed_batches": self._counts["failed_batches"],
                 "retries": self._counts["retries"],
                 "dropped": dict(self._dropped),
                 "queue_depth": len(self._rows),
-                "pending": len(self._rows) + self._in_flight,
+                "pending": len(self._rows)
+                + self._in_flight
+                + len(self._overflow)
+                + self._spilling,
                 "coerced": self.converter.coerced,
                 "worker_restarts": self._counts["worker_restarts"],
                 "last_error": self._last_error,
+                "spool": {
+                    key: self._spool_counts[key]
+                    for key in (
+                        "written_rows",
+                        "replayed_rows",
+                        "evicted_rows",
+                        "dead_letter_rows",
+                        "unreadable_lines",
+                        "write_failures",
+                    )
+                }
+                if self._spool is not None
+                else None,
             }

@@ -24,8 +24,12 @@ __all__ = ["ClickHouseInserter", "Inserter"]
 class Inserter(Protocol):
     """Delivers batches of rows. Called from one thread only (the handler's worker)."""
 
-    def insert(self, rows: Sequence[Row]) -> None:
-        """Insert ``rows`` or raise; a raised error is classified by ``is_transient``."""
+    def insert(self, rows: Sequence[Row], token: str | None = None) -> None:
+        """Insert ``rows`` or raise; a raised error is classified by ``is_transient``.
+
+        ``token`` identifies the batch across retries and replays; inserters whose
+        server can deduplicate pass it on, so a repeated batch is stored once.
+        """
 
     def close(self) -> None:
         """Release connections; may be followed by more ``insert`` calls."""
@@ -89,6 +93,8 @@ class ClickHouseInserter:
         self._plan: list[tuple[str, RowValue, ColumnAdapter | None]] = []
         self._statement = ""
         self._insert_settings: dict[str, Any] = {}
+        #: Whether the connected server honours ``insert_deduplication_token``.
+        self.deduplicates = False
 
     def __repr__(self) -> str:
         return f"<ClickHouseInserter {self.settings.redacted_url()} table={self.table}>"
@@ -103,8 +109,11 @@ class ClickHouseInserter:
             info = client.connection.server_info
             # async_insert exists since 21.11; pin it off so the server's default
             # cannot turn our inserts into fire-and-forget.
-            modern = (info.version_major, info.version_minor) >= (21, 11)
-            self._insert_settings = {"async_insert": 0} if modern else {}
+            version = (info.version_major, info.version_minor)
+            self._insert_settings = {"async_insert": 0} if version >= (21, 11) else {}
+            # insert_deduplication_token (22.2+) makes a retried batch land once, given a
+            # deduplication window on the table (non_replicated_deduplication_window).
+            self.deduplicates = version >= (22, 2)
         except BaseException:
             client.disconnect()
             raise
@@ -136,18 +145,21 @@ class ClickHouseInserter:
             columns.append(adapt(values) if adapt is not None else values)
         return columns
 
-    def insert(self, rows: Sequence[Row]) -> None:
+    def insert(self, rows: Sequence[Row], token: str | None = None) -> None:
         if not rows:
             return
         if self._client is None:
             self._client = self._connect()
+        settings = self._insert_settings
+        if token is not None and self.deduplicates:
+            settings = {**settings, "insert_deduplication_token": token}
         try:
             self._client.execute(
                 self._statement,
                 self.to_columns(rows),
                 columnar=True,
                 types_check=False,
-                settings=self._insert_settings,
+                settings=settings,
             )
         except BaseException:
             self.close()  # a fresh connection (and a fresh DESCRIBE) for the next try

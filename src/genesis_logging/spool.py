@@ -1,0 +1,298 @@
+"""A directory of undelivered batches, one ``JSONEachRow`` file each, shared safely.
+
+Pure file logic, no threads: the handler's worker drives it. Files are written
+atomically (temporary file, fsync, rename) and claimed by an atomic rename, so several
+processes may share one directory without replaying a file twice. A file left claimed by
+a process that died is taken back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from ._convert import Row
+from .formatter import row_from_json_object, row_to_json_object
+
+__all__ = ["DEFAULT_SPOOL_MAX_BYTES", "Spool", "SpoolFile", "SpoolStatus"]
+
+DEFAULT_SPOOL_MAX_BYTES: Final = 256 * 1024 * 1024
+_SUFFIX: Final = ".jsonl"
+_CLAIMED: Final = ".claimed-"
+_NAME: Final = re.compile(
+    r"(?P<created>\d{19})-(?P<batch>[0-9a-f]{32})-n(?P<rows>\d+)-f(?P<failures>\d+)\.jsonl"
+)
+_DEAD_DIR: Final = "dead"
+
+
+@dataclass(frozen=True)
+class SpoolFile:
+    """One spooled batch: its path (claimed or not) and what its name says."""
+
+    path: Path
+    batch_id: str
+    rows: int
+    failures: int
+    created_ns: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.created_ns:019d}-{self.batch_id}-n{self.rows}-f{self.failures}{_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class SpoolStatus:
+    """What a spool directory holds."""
+
+    directory: str
+    files: int
+    rows: int
+    bytes: int
+    claimed_files: int
+    dead_files: int
+    dead_rows: int
+    oldest_age_seconds: float | None
+
+
+def _parse(path: Path) -> SpoolFile | None:
+    name = path.name.split(_CLAIMED)[0]
+    match = _NAME.fullmatch(name)
+    if match is None:
+        return None
+    return SpoolFile(
+        path,
+        match["batch"],
+        int(match["rows"]),
+        int(match["failures"]),
+        int(match["created"]),
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Spool:
+    """Undelivered batches on disk, capped in size; oldest files are evicted first.
+
+    Args:
+        directory: where the files live; created if missing.
+        max_bytes: cap of the directory's batch files; writing past it evicts the
+            oldest unclaimed files.
+    """
+
+    def __init__(
+        self, directory: str | os.PathLike[str], *, max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
+    ) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+            raise ValueError(f"spool max_bytes must be a positive integer, got {max_bytes!r}")
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"<Spool {self.directory} max_bytes={self.max_bytes}>"
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write(self, rows: Sequence[Row], batch_id: str, *, failures: int = 0) -> int:
+        """Store ``rows`` as one file, atomically. Returns the rows evicted to make room.
+
+        Raises:
+            OSError: the file could not be written (read-only, disk full); nothing is
+                left behind. A batch larger than the whole cap raises too.
+        """
+        data = "".join(
+            json.dumps(row_to_json_object(row), ensure_ascii=False, separators=(",", ":")) + "\n"
+            for row in rows
+        ).encode("utf-8")
+        if len(data) > self.max_bytes:
+            raise OSError(f"batch of {len(data)} bytes exceeds the spool cap of {self.max_bytes}")
+        evicted = self._make_room(len(data))
+        entry = SpoolFile(self.directory, batch_id, len(rows), failures, time.time_ns())
+        final = self.directory / entry.name
+        temporary = self.directory / f".tmp-{os.getpid()}-{batch_id}"
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
+        self._sync_directory()
+        return evicted
+
+    def _sync_directory(self) -> None:
+        with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
+            descriptor = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+
+    def _make_room(self, needed: int) -> int:
+        entries = sorted(self._entries(), key=lambda e: e[0].created_ns)
+        total = sum(size for _, size in entries)
+        evicted = 0
+        for entry, size in entries:
+            if total + needed <= self.max_bytes:
+                break
+            try:
+                entry.path.unlink()
+            except FileNotFoundError:
+                continue  # claimed by another process meanwhile
+            total -= size
+            evicted += entry.rows
+        return evicted
+
+    def _entries(self) -> Iterator[tuple[SpoolFile, int]]:
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if not name.endswith(_SUFFIX):
+                continue
+            entry = _parse(self.directory / name)
+            if entry is None:
+                continue
+            try:
+                size = entry.path.stat().st_size
+            except FileNotFoundError:
+                continue
+            yield entry, size
+
+    # -- replaying -----------------------------------------------------------------------
+
+    def claim(self) -> SpoolFile | None:
+        """Take the oldest file that is due, by renaming it; ``None`` when there is none.
+
+        A file whose retry time (its modification time) lies in the future is skipped.
+        """
+        self.recover_stale_claims()
+        now = time.time()
+        entries = sorted(self._entries(), key=lambda e: e[0].created_ns)
+        for entry, _ in entries:
+            try:
+                if entry.path.stat().st_mtime > now:
+                    continue
+                claimed = entry.path.with_name(f"{entry.path.name}{_CLAIMED}{os.getpid()}")
+                os.rename(entry.path, claimed)
+            except FileNotFoundError:
+                continue  # another process was faster
+            return SpoolFile(claimed, entry.batch_id, entry.rows, entry.failures, entry.created_ns)
+        return None
+
+    def read(self, entry: SpoolFile) -> tuple[list[Row], int]:
+        """The rows of a claimed file, and how many of its lines could not be read."""
+        rows: list[Row] = []
+        bad = 0
+        with open(entry.path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(row_from_json_object(json.loads(line)))
+                except (ValueError, TypeError, AttributeError):
+                    bad += 1
+        return rows, bad
+
+    def complete(self, entry: SpoolFile) -> None:
+        """The file's rows are delivered: remove it."""
+        with contextlib.suppress(FileNotFoundError):
+            entry.path.unlink()
+
+    def release(self, entry: SpoolFile, *, retry_in: float, failed: bool = True) -> None:
+        """Give a claimed file back, not to be tried again for ``retry_in`` seconds."""
+        failures = entry.failures + (1 if failed else 0)
+        back = SpoolFile(self.directory, entry.batch_id, entry.rows, failures, entry.created_ns)
+        target = self.directory / back.name
+        os.rename(entry.path, target)
+        not_before = time.time() + max(0.0, retry_in)
+        with contextlib.suppress(OSError):
+            os.utime(target, (not_before, not_before))
+
+    def bury(self, entry: SpoolFile) -> None:
+        """Move a file that keeps failing for a permanent reason out of the way."""
+        dead = self.directory / _DEAD_DIR
+        dead.mkdir(exist_ok=True)
+        os.rename(entry.path, dead / entry.path.name.split(_CLAIMED)[0])
+
+    def recover_stale_claims(self) -> int:
+        """Give back files claimed by processes that no longer exist. Returns how many."""
+        recovered = 0
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return 0
+        for name in names:
+            if _CLAIMED not in name:
+                continue
+            original, _, pid = name.partition(_CLAIMED)
+            if not pid.isdigit() or _pid_alive(int(pid)):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(self.directory / name, self.directory / original)
+                recovered += 1
+        return recovered
+
+    # -- inspecting ----------------------------------------------------------------------
+
+    def status(self) -> SpoolStatus:
+        entries = list(self._entries())
+        claimed = sum(1 for name in self._names() if _CLAIMED in name)
+        dead = [e for e in (_parse(p) for p in self._dead_paths()) if e is not None]
+        oldest = min((e.created_ns for e, _ in entries), default=None)
+        return SpoolStatus(
+            directory=str(self.directory),
+            files=len(entries),
+            rows=sum(e.rows for e, _ in entries),
+            bytes=sum(size for _, size in entries),
+            claimed_files=claimed,
+            dead_files=len(dead),
+            dead_rows=sum(e.rows for e in dead),
+            oldest_age_seconds=None if oldest is None else (time.time_ns() - oldest) / 1e9,
+        )
+
+    def purge(self, *, dead: bool = True) -> int:
+        """Delete every unclaimed file (and the dead letters). Returns the rows removed."""
+        removed = 0
+        paths = [e.path for e, _ in self._entries()]
+        if dead:
+            paths.extend(self._dead_paths())
+        for path in paths:
+            entry = _parse(path)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += entry.rows if entry else 0
+        return removed
+
+    def _names(self) -> list[str]:
+        try:
+            return os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+
+    def _dead_paths(self) -> list[Path]:
+        dead = self.directory / _DEAD_DIR
+        return sorted(dead.glob(f"*{_SUFFIX}")) if dead.is_dir() else []
+
+    def pending_files(self) -> int:
+        """How many unclaimed files wait, due or not (cheap: names only)."""
+        return sum(1 for name in self._names() if name.endswith(_SUFFIX))
