@@ -45,6 +45,9 @@ _WARNING_INTERVAL: Final = 30.0  # seconds between two warnings of the same kind
 _PERMANENT_COOLDOWN: Final = (1.0, 60.0)  # first and longest pause after a permanent error
 _REPLAY_INTERVAL: Final = 1.0  # seconds between two looks into an idle spool
 _DEAD_LETTER_AFTER: Final = 5  # permanent failures before a spool file is set aside
+_REPLAY_TRANSIENT_DELAY: Final = 5.0  # seconds before a file is tried again (server down)
+_REPLAY_PERMANENT_DELAY: Final = 60.0  # ... after a permanent error, doubling each time
+_ABORT_GRACE: Final = 0.5  # seconds close() gives the worker to wind down after aborting
 
 
 class _Batch(NamedTuple):
@@ -224,6 +227,8 @@ class ClickHouseHandler(logging.Handler):
 
         self._overflow: list[Row] = []  # queue_full_policy "spool": rows bound for disk
         self._spilling = 0  # overflow rows being written by a caller right now
+        self._current: _Batch | None = None  # the batch the worker is delivering
+        self._rescued: str | None = None  # id of a batch close() spooled for the worker
         self._next_replay_at = time.monotonic() if self._spool is not None else math.inf
         self._spool_counts: Counter[str] = Counter()
         self._counts: Counter[str] = Counter()
@@ -455,6 +460,7 @@ class ClickHouseHandler(logging.Handler):
                 self._work.wait(None if wake == math.inf else max(0.0, wake - now))
 
     def _deliver(self, batch: _Batch) -> None:
+        self._current = batch
         try:
             self._retrying(self._inserter.insert, batch.rows, batch.id)
         except Exception as error:
@@ -463,10 +469,19 @@ class ClickHouseHandler(logging.Handler):
             else:
                 self._record_failure(batch, error)
         else:
-            self._record_success(len(batch.rows))
+            self._record_success(batch)
+        finally:
+            self._current = None
 
-    def _record_success(self, count: int) -> None:
+    def _was_rescued(self, batch: _Batch) -> bool:
+        """close() spooled this batch (or its whole) already and counted it."""
+        return self._rescued is not None and batch.id.startswith(self._rescued)
+
+    def _record_success(self, batch: _Batch) -> None:
+        count = len(batch.rows)
         with self._mutex:
+            if self._was_rescued(batch):
+                return
             self._counts["sent"] += count
             self._counts["batches"] += 1
             self._settled += count
@@ -492,17 +507,19 @@ class ClickHouseHandler(logging.Handler):
                 else:
                     self._record_failure(half, inner)
             else:
-                self._record_success(len(half.rows))
+                self._record_success(half)
 
     def _record_failure(
         self, batch: _Batch, error: Exception, *, reason: str | None = None
     ) -> None:
+        if self._was_rescued(batch):
+            return
         transient = is_transient(error)
         reason = reason or ("delivery_failed" if transient else "permanent_error")
         message = self._describe(error)
-        spooled = self._spool_rows(batch.rows, batch.id) if reason != "bad_row" else False
+        spooled = None if reason == "bad_row" else self._spool_rows(batch.rows, batch.id)
         with self._mutex:
-            if not spooled:
+            if spooled is None:
                 self._dropped[reason] += len(batch.rows)
             self._counts["failed_batches"] += 1
             self._settled += len(batch.rows)
@@ -523,11 +540,16 @@ class ClickHouseHandler(logging.Handler):
 
     # -- the spool -----------------------------------------------------------------------
 
-    def _spool_rows(self, rows: list[Row], batch_id: str) -> bool:
-        """Write rows to the spool; ``True`` if they are safe on disk. Counts everything."""
+    def _spool_rows(self, rows: list[Row], batch_id: str) -> bool | None:
+        """Write rows to the spool and count the outcome.
+
+        Returns:
+            ``True`` when they are safe on disk, ``False`` when writing failed (counted
+            as dropped, ``spool_failed``), ``None`` when there is no spool.
+        """
         spool = self._spool
         if spool is None:
-            return False
+            return None
         try:
             evicted = spool.write(rows, batch_id)
         except OSError as error:
@@ -575,9 +597,13 @@ class ClickHouseHandler(logging.Handler):
             self._next_replay_at = time.monotonic()  # more may wait: go on at once
 
     def _replay_failed(self, spool: Spool, entry: SpoolFile, error: Exception) -> None:
+        """Put a file back with a backoff; after repeated permanent failures, aside."""
         transient = isinstance(error, OSError) or is_transient(error)
         message = self._describe(error)
-        delay = min(2.0 ** (entry.failures + 1), 300.0)
+        if transient:
+            delay = _REPLAY_TRANSIENT_DELAY
+        else:  # e.g. a missing table an operator may still create: wait longer each time
+            delay = min(_REPLAY_PERMANENT_DELAY * 2.0**entry.failures, 3600.0)
         try:
             if not transient and entry.failures + 1 >= _DEAD_LETTER_AFTER:
                 spool.bury(entry)
@@ -585,18 +611,19 @@ class ClickHouseHandler(logging.Handler):
                     self._spool_counts["dead_letter_rows"] += entry.rows
                 self._warn(
                     "dead_letter",
-                    f"spool file moved to dead/ after {_DEAD_LETTER_AFTER} permanent failures: {message}",
+                    f"spool file set aside in dead/ after {_DEAD_LETTER_AFTER} permanent "
+                    f"failures ({message}); 'genesis-logging spool replay --dead' retries it",
                     force=True,
                 )
             else:
-                spool.release(entry, retry_in=delay)
+                spool.release(entry, retry_in=delay, failed=not transient)
         except OSError:
             pass  # a claim left behind is recovered once this process has gone
         with self._mutex:
             self._last_error = message
-        self._schedule_replay(delay if not transient else min(delay, 30.0))
+        self._schedule_replay(delay)
         self._warn(
-            "replay_failed", f"replaying the spool failed, retrying in {delay:.0f}s: {message}"
+            "replay_failed", f"replaying the spool failed, next try in {delay:.0f}s: {message}"
         )
 
     def _schedule_replay(self, delay: float) -> None:
@@ -714,11 +741,30 @@ class ClickHouseHandler(logging.Handler):
             with self._mutex:
                 finished = not self._worker_running
             if not finished and not _holds_logging_lock():
-                self._abort.set()  # stop retrying; the daemon thread ends on its own
+                self._abort.set()  # stop retrying: the worker spools its batch and ends
+                self._wait_for_worker(time.monotonic() + _ABORT_GRACE)
+                self._rescue_in_flight()
             self._drop_leftovers()
             if finished:
                 self._inserter.close()
             super().close()
+
+    def _rescue_in_flight(self) -> None:
+        """The worker is stuck (a server that never answers): spool its batch from here.
+
+        Should the worker still deliver it later, the copy on disk carries the same batch
+        identity, which servers that deduplicate recognise.
+        """
+        with self._mutex:
+            batch = self._current if self._worker_running else None
+            if batch is None or self._spool is None:
+                return
+            self._rescued = batch.id
+        if self._spool_rows(batch.rows, batch.id):
+            with self._mutex:
+                self._in_flight = max(0, self._in_flight - len(batch.rows))
+                self._settled += len(batch.rows)
+                self._progress.notify_all()
 
     def _wait_for_worker(self, deadline: float) -> None:
         with self._mutex:
@@ -739,8 +785,8 @@ class ClickHouseHandler(logging.Handler):
             self._overflow = []
         if not left:
             return
-        if self._spool_rows(left, uuid.uuid4().hex):
-            return
+        if self._spool_rows(left, uuid.uuid4().hex) is not None:
+            return  # on disk, or counted as spool_failed
         with self._mutex:
             self._dropped["shutdown"] += len(left)
         self._warn("shutdown", f"{len(left)} records not delivered before shutdown", force=True)

@@ -1,0 +1,204 @@
+"""ClickHouseHandler with a spool, through a fake inserter: nothing lost silently."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clickhouse_driver import errors
+
+from genesis_logging import ClickHouseHandler, ConfigurationError, DeliveryWarning
+
+from .fakes import FakeInserter, wait_until
+from .test_handler_unit import balanced, make
+
+
+@pytest.fixture(autouse=True)
+def _quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeliveryWarning)
+        yield
+
+
+@pytest.fixture
+def fake() -> FakeInserter:
+    return FakeInserter()
+
+
+def accounted(stats: dict[str, Any]) -> bool:
+    """Live records: emitted = sent + spooled + dropped + pending."""
+    return (
+        stats["emitted"]
+        == stats["sent"] + stats["spooled"] + sum(stats["dropped"].values()) + stats["pending"]
+    )
+
+
+class TestSpoolOnFailure:
+    """Batches that cannot be delivered go to disk and come back."""
+
+    def test_permanent_error_spools_then_replays_with_the_same_token(
+        self, fake: FakeInserter, tmp_path: Path
+    ) -> None:
+        fake.errors = [errors.ServerException("Table genesis.logs doesn't exist", code=60)]
+        handler, logger = make(fake, spool_dir=tmp_path, flush_interval=0.05)
+        for i in range(5):
+            logger.info("m%d", i)
+        wait_until(lambda: handler.stats()["spool"]["replayed_rows"] == 5)
+        stats = handler.stats()
+        assert stats["spooled"] == 5
+        assert stats["dropped"] == {}
+        assert fake.messages == [f"m{i}" for i in range(5)]
+        assert fake.tokens[0] == fake.tokens[1]  # the replay carries the batch's identity
+        assert accounted(stats)
+        handler.close()
+        assert os.listdir(tmp_path) == []
+
+    def test_retries_exhausted_spools(self, fake: FakeInserter, tmp_path: Path) -> None:
+        fake.always = OSError("connection refused")
+        handler, logger = make(fake, spool_dir=tmp_path, retry_attempts=2, flush_interval=0.05)
+        logger.info("kept")
+        wait_until(lambda: handler.stats()["spooled"] == 1)
+        fake.always = None
+        wait_until(lambda: fake.messages == ["kept"])
+        handler.close()
+
+    def test_close_spools_what_is_queued_and_a_new_handler_delivers_it(
+        self, fake: FakeInserter, tmp_path: Path
+    ) -> None:
+        fake.always = OSError("down")
+        first, logger = make(fake, spool_dir=tmp_path, shutdown_timeout=0.2, retry_max_delay=60)
+        for i in range(20):
+            logger.info("m%d", i)
+        first.close()
+        stats = first.stats()
+        assert stats["sent"] == 0
+        assert stats["spooled"] == 20
+        assert stats["dropped"] == {}
+        healthy = FakeInserter()
+        second, other = make(healthy, spool_dir=tmp_path, flush_interval=0.05)
+        other.info("trigger the worker")
+        wait_until(lambda: len(healthy.messages) == 21)
+        second.close()
+        assert sorted(healthy.messages) == sorted(
+            [f"m{i}" for i in range(20)] + ["trigger the worker"]
+        )
+
+    def test_full_queue_spills_to_disk_under_the_spool_policy(
+        self, fake: FakeInserter, tmp_path: Path
+    ) -> None:
+        handler, logger = make(
+            fake,
+            spool_dir=tmp_path,
+            queue_size=10,
+            batch_size=5,
+            queue_full_policy="spool",
+            flush_interval=0.05,
+        )
+        fake.gate.clear()
+        logger.info("first")
+        wait_until(fake.entered.is_set)
+        for i in range(100):
+            logger.info("m%d", i)
+        stats = handler.stats()
+        assert stats["queue_depth"] == 10
+        assert stats["spooled"] == 90  # 18 files of batch_size, written by the callers
+        assert stats["dropped"] == {}
+        assert accounted(stats)
+        fake.gate.set()
+        wait_until(lambda: len(fake.messages) == 101)
+        handler.close()
+        assert sorted(fake.messages) == sorted(["first"] + [f"m{i}" for i in range(100)])
+
+    def test_unwritable_spool_counts_drops_without_raising(
+        self, fake: FakeInserter, tmp_path: Path
+    ) -> None:
+        spool_dir = tmp_path / "spool"
+        handler, logger = make(fake, spool_dir=spool_dir, retry_attempts=1)
+        os.rmdir(spool_dir)
+        spool_dir.write_text("a file where the directory was")  # every write now fails
+        fake.always = OSError("down")
+        for i in range(7):
+            logger.info("m%d", i)
+        assert handler.drain(10)
+        handler.close()
+        stats = handler.stats()
+        assert stats["dropped"] == {"spool_failed": 7}
+        assert stats["spool"]["write_failures"] >= 1
+        assert accounted(stats)
+
+    def test_spool_cap_evicts_oldest_counted(self, fake: FakeInserter, tmp_path: Path) -> None:
+        fake.always = OSError("down")  # one attempt per batch, then the spool
+        handler, logger = make(
+            fake, spool_dir=tmp_path, spool_max_bytes=3000, retry_attempts=1, flush_interval=0.01
+        )
+        for i in range(60):
+            logger.info("evict me %d", i)
+            assert handler.drain(5)
+        handler.close()
+        stats = handler.stats()
+        assert stats["spool"]["evicted_rows"] > 0
+        total = sum(
+            int(n.split("-n")[1].split("-")[0])
+            for n in os.listdir(tmp_path)
+            if n.endswith(".jsonl")
+        )
+        assert total + stats["spool"]["evicted_rows"] == 60
+
+
+class TestBadRows:
+    """One poisoned row does not take its batch down."""
+
+    def test_offender_isolated(self, fake: FakeInserter) -> None:
+        def refuse_poison(rows: Any) -> None:
+            if any(row["message"] == "poison" for row in rows):
+                raise TypeError("value does not fit the column")
+
+        fake.on_insert = refuse_poison
+        handler, logger = make(fake, batch_size=8)
+        for i in range(7):
+            logger.info("ok %d", i)
+            if i == 3:
+                logger.info("poison")
+        handler.close()
+        stats = handler.stats()
+        assert sorted(fake.messages) == sorted(f"ok {i}" for i in range(7))
+        assert stats["dropped"] == {"bad_row": 1}
+        assert stats["sent"] == 7
+        assert balanced({**stats, "sent": stats["sent"] + stats["spooled"]})
+
+
+def test_spool_policy_needs_a_directory() -> None:
+    with pytest.raises(ConfigurationError, match="spool_dir"):
+        ClickHouseHandler(queue_full_policy="spool")
+
+
+def test_fork_child_starts_clean(fake: FakeInserter) -> None:
+    handler, logger = make(fake)
+    fake.gate.clear()
+    logger.info("parent pending")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            stats = handler.stats()
+            ok = stats["pending"] == 0 and stats["emitted"] == 0 and not handler._mutex.locked()
+            child_fake = FakeInserter()
+            handler._inserter = child_fake  # the fake's gate is shut in the parent's copy
+            logger.info("child record")
+            handler.close()
+            ok = ok and child_fake.messages == ["child record"]
+            os.write(write_end, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    assert os.read(read_end, 1) == b"1"
+    fake.gate.set()
+    handler.close()
+    assert fake.messages == ["parent pending"]
+    logging.getLogger().debug("done")
