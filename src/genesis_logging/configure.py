@@ -40,7 +40,8 @@ def setup_logging(
 
     - a console handler writing genesis JSON lines (to ``stream``, default stderr);
     - a :class:`ClickHouseHandler` too when ``clickhouse`` is true, or, by default, when
-      ``CLICKHOUSE_URL`` or ``CLICKHOUSE_HOST`` is set; ``clickhouse_options`` go to it;
+      ``CLICKHOUSE_URL`` or ``CLICKHOUSE_HOST`` is set; ``clickhouse_options`` go to it,
+      and ``GENESIS_SPOOL_DIR``, when set, turns its disk spool on;
     - the root level from ``level``, else ``LOG_LEVEL``, else ``info``.
 
     Calling it again replaces the handlers it installed (the old ClickHouse handler is
@@ -62,6 +63,9 @@ def setup_logging(
     if clickhouse is None:
         clickhouse = bool(os.environ.get("CLICKHOUSE_URL") or os.environ.get("CLICKHOUSE_HOST"))
     if clickhouse:
+        spool_dir = os.environ.get("GENESIS_SPOOL_DIR")
+        if spool_dir:
+            clickhouse_options.setdefault("spool_dir", spool_dir)
         shipper = ClickHouseHandler(service=service, version=version, **clickhouse_options)
         shipper.set_name(CLICKHOUSE_HANDLER_NAME)
         handlers.append(shipper)

@@ -234,6 +234,19 @@ class Spool:
         dead.mkdir(exist_ok=True)
         os.rename(entry.path, dead / entry.path.name.split(_CLAIMED)[0])
 
+    def revive_dead(self) -> int:
+        """Put dead letters back in line (after an operator fixed the cause). Returns rows."""
+        revived = 0
+        for path in self._dead_paths():
+            entry = _parse(path)
+            if entry is None:
+                continue
+            fresh = SpoolFile(self.directory, entry.batch_id, entry.rows, 0, entry.created_ns)
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(path, self.directory / fresh.name)
+                revived += entry.rows
+        return revived
+
     def recover_stale_claims(self) -> int:
         """Give back files claimed by processes that no longer exist. Returns how many."""
         recovered = 0

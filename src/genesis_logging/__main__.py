@@ -1,0 +1,7 @@
+"""``python -m genesis_logging``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
