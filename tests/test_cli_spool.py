@@ -1,0 +1,119 @@
+"""genesis-logging spool status | replay | purge, end to end in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from genesis_logging import ClickHouseHandler, DeliveryWarning
+
+from .clickhouse_server import WRITER_USER, LocalServer, Target
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "genesis_logging", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def spool_records(target: Target, spool_dir: Path, count: int) -> None:
+    """Log ``count`` records while the server is down: they end in the spool."""
+    handler = ClickHouseHandler(
+        url=target.url("genesis_test"),
+        table="cli",
+        spool_dir=spool_dir,
+        retry_attempts=1,
+        batch_size=100,
+        flush_interval=0.01,
+        shutdown_timeout=0.5,
+    )
+    logger = logging.getLogger("cli.spool")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeliveryWarning)
+        for i in range(count):
+            logger.info("c%d", i)
+        handler.close()
+    assert handler.stats()["spooled"] == count
+
+
+@pytest.mark.integration
+def test_status_replay_purge(local_server: LocalServer, tmp_path: Path) -> None:
+    if not local_server.running:
+        local_server.start()
+    target = Target("local", local_server.host, local_server.port)
+    target.create_logs_table("genesis_test", "cli")
+    spool_dir = tmp_path / "spool"
+    local_server.stop()
+    spool_records(target, spool_dir, 350)
+
+    status = cli("spool", "status", "--spool-dir", str(spool_dir), "--format", "json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["rows"] == 350
+
+    local_server.start()
+    wrong = cli(
+        "spool",
+        "replay",
+        "--spool-dir",
+        str(spool_dir),
+        "--table",
+        "cli",
+        "--url",
+        local_server.url(WRITER_USER, "not-the-password-42", "genesis_test"),
+    )
+    assert wrong.returncode == 1
+    assert "stopped:" in wrong.stdout
+    assert "not-the-password-42" not in wrong.stdout + wrong.stderr
+    assert "Traceback" not in wrong.stderr
+
+    replay = cli(
+        "spool",
+        "replay",
+        "--spool-dir",
+        str(spool_dir),
+        "--table",
+        "cli",
+        env={"CLICKHOUSE_URL": target.url("genesis_test")},
+    )
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "replayed" in replay.stdout  # progress, file by file
+    assert "done: 350 records delivered" in replay.stdout
+    stored = target.client().execute("SELECT count(), uniqExact(message) FROM genesis_test.cli")
+    assert stored == [(350, 350)]
+
+    table = cli("spool", "status", "--spool-dir", str(spool_dir))
+    assert "waiting: 0 files, 0 records" in table.stdout
+
+
+def test_purge_needs_confirmation(tmp_path: Path) -> None:
+    from genesis_logging.spool import Spool
+
+    Spool(tmp_path).write([{"timestamp": 0, "level": "info", "message": "m"}], "0" * 32)
+    refused = cli("spool", "purge", "--spool-dir", str(tmp_path))
+    assert refused.returncode == 1
+    assert "--yes" in refused.stderr
+    done = cli("spool", "purge", "--spool-dir", str(tmp_path), "--yes")
+    assert done.returncode == 0
+    assert done.stdout.strip() == "purged 1 records"
+
+
+def test_missing_spool_dir_is_a_plain_error(tmp_path: Path) -> None:
+    result = cli("spool", "status", "--spool-dir", str(tmp_path / "nope"))
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
