@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import pathlib
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -59,9 +60,17 @@ def stored_messages(target: Target) -> list[str]:
 
 @pytest.mark.parametrize("block", YAML_BLOCKS, ids=lambda b: b.id)
 def test_yaml_example_configures_logging(
-    block: Block, capsys: pytest.CaptureFixture[str], docs_clickhouse: Target | None
+    block: Block,
+    capsys: pytest.CaptureFixture[str],
+    docs_clickhouse: Target | None,
+    tmp_path: pathlib.Path,
 ) -> None:
     config = yaml.safe_load(block.body)
+    for options in config.get("handlers", {}).values():
+        if (
+            "spool_dir" in options
+        ):  # the docs name the recommended place; tests use a temporary one
+            options["spool_dir"] = str(tmp_path / "spool")
     # A library logger that exists before the configuration must keep working.
     existing = logging.getLogger("preexisting.library")
     existing.setLevel(logging.INFO)
@@ -100,6 +109,10 @@ def check_handler_options(options: dict[str, Any]) -> None:
             continue
         if key in ("service", "version"):
             actual = getattr(handler.converter, key)
+        elif key in ("spool_dir", "spool_max_bytes"):
+            spool = handler._spool
+            assert spool is not None
+            actual = str(spool.directory) if key == "spool_dir" else spool.max_bytes
         elif hasattr(handler.settings, key):
             actual = getattr(handler.settings, key)
         else:
