@@ -140,18 +140,18 @@ class TestServerFaults:
         depths, peak = [], baseline
         sent = 1
         started = time.monotonic()
-        while time.monotonic() - started < 30:
-            for _ in range(500):
+        while time.monotonic() - started < 30:  # as fast as one thread logs, in bursts
+            for _ in range(200):
                 logger.info("o%d", sent)
                 sent += 1
             depths.append(handler.stats()["queue_depth"])
             peak = max(peak, rss_mb())
-            time.sleep(0.01)
+            time.sleep(0.02)
         local_server.start()
         assert max(depths) <= queue_size
         assert peak - baseline < 200, f"RSS grew {peak - baseline:.0f} MB"
         assert handler.drain(120)
-        seen = wait_for_delivery(target, "outage", sent)
+        seen = wait_for_delivery(target, "outage", sent, timeout=300)
         handler.close()
         assert handler.stats()["dropped"] == {}
         assert set(seen) == {"warm-up"} | {f"o{i}" for i in range(1, sent)}

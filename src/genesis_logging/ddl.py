@@ -1,51 +1,216 @@
-"""DDL for ``genesis.logs``, rendered from the one record schema."""
+"""DDL for ``genesis.logs``, rendered from the one record schema.
+
+Two profiles. ``seed`` is the specification's DDL as written (§3.4: its 14 columns,
+``ORDER BY (timestamp, spec_id)``, the 90-day TTL, two skip indexes). ``default`` keeps
+every column name and adds ``logger``, ``exception`` and ``attributes``, tuned for what
+the assistant runs: ``WHERE spec_id = … ORDER BY timestamp DESC`` and time ranges.
+``docs/schema.md`` gives the reason for each choice.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Final
 
-from .schema import FIELDS, Field
+from .schema import FIELDS, SEED_FIELDS, Field, Kind
 
-__all__ = ["column_definitions", "create_database_sql", "create_table_sql", "quote_identifier"]
+__all__ = [
+    "PROFILES",
+    "TableSpec",
+    "column_definition",
+    "create_database_sql",
+    "create_table_sql",
+    "quote_identifier",
+    "quote_string",
+    "readonly_user_statements",
+    "render_statements",
+]
+
+PROFILES: Final = ("default", "seed")
 
 _PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
+#: Skip indexes of the seed (§3.4), kept by both profiles.
+_SEED_INDEXES: Final = (
+    ("idx_level", "level", "set(10)", 4),
+    ("idx_exit_code", "exit_code", "set(10)", 4),
+)
+#: Token bloom filters for searching words in text (``hasToken``, ``LIKE '%word%'``).
+_TEXT_INDEXES: Final = (
+    ("idx_message", "message", "tokenbf_v1(32768, 3, 0)", 4),
+    ("idx_stderr", "stderr", "tokenbf_v1(32768, 3, 0)", 4),
+)
+DEDUPLICATION_WINDOW: Final = 1000
+
 
 def quote_identifier(name: str) -> str:
-    """Quote a database or table name for ClickHouse; plain names stay readable."""
+    """Quote a database, table or user name for ClickHouse; plain names stay readable."""
     if _PLAIN_IDENTIFIER.match(name):
         return name
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
-def _column(field: Field) -> str:
-    ch_type = field.clickhouse_type
-    if field.name == "timestamp":
-        return f"{field.name} {ch_type} DEFAULT now64(3)"
+def quote_string(value: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What to create: where, which profile, how long to keep rows, on which cluster."""
+
+    database: str = "genesis"
+    table: str = "logs"
+    profile: str = "default"
+    ttl_days: int = 90
+    cluster: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {self.profile!r}")
+        if (
+            isinstance(self.ttl_days, bool)
+            or not isinstance(self.ttl_days, int)
+            or self.ttl_days < 1
+        ):
+            raise ValueError(
+                f"ttl_days must be a whole number of days >= 1, got {self.ttl_days!r}"
+            )
+        for name in (self.database, self.table):
+            if not name:
+                raise ValueError("database and table names must not be empty")
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        return SEED_FIELDS if self.profile == "seed" else FIELDS
+
+    @property
+    def target(self) -> str:
+        return f"{quote_identifier(self.database)}.{quote_identifier(self.table)}"
+
+    @property
+    def on_cluster(self) -> str:
+        return f" ON CLUSTER {quote_identifier(self.cluster)}" if self.cluster else ""
+
+
+def column_definition(field: Field, profile: str = "default") -> str:
+    """``name Type [DEFAULT …] [CODEC(…)]`` of one field in a profile."""
+    if profile == "seed":
+        ch_type = field.clickhouse_type
+        suffix = ""
+    else:
+        ch_type = _tuned_type(field)
+        suffix = ""
+        if field.bulky:
+            suffix = " CODEC(ZSTD(3))"
+        elif field.kind is Kind.STRING_MAP:
+            suffix = " CODEC(ZSTD(1))"
+    if field.kind is Kind.TIMESTAMP:
+        return f"{field.name} {ch_type} DEFAULT now64(3){suffix}"
     if field.name == "service":
-        return f"{field.name} {ch_type} DEFAULT '{field.default}'"
-    return f"{field.name} {ch_type}"
+        return f"{field.name} {ch_type} DEFAULT {quote_string(str(field.default))}{suffix}"
+    return f"{field.name} {ch_type}{suffix}"
 
 
-def column_definitions() -> list[str]:
-    """One ``name Type [DEFAULT ...]`` per field, in schema order."""
-    return [_column(field) for field in FIELDS]
+def _tuned_type(field: Field) -> str:
+    if field.kind is Kind.TIMESTAMP:
+        return "DateTime64(3, 'UTC')"
+    if field.kind is Kind.STRING_MAP:
+        return "Map(LowCardinality(String), String)"
+    if field.repeats:
+        return f"LowCardinality({field.clickhouse_type})"
+    return field.clickhouse_type
 
 
-def create_database_sql(database: str = "genesis") -> str:
+def create_database_sql(database: str = "genesis", cluster: str | None = None) -> str:
     """``CREATE DATABASE IF NOT EXISTS``."""
-    return f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}"
+    on_cluster = f" ON CLUSTER {quote_identifier(cluster)}" if cluster else ""
+    return f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}{on_cluster}"
 
 
-def create_table_sql(database: str = "genesis", table: str = "logs", *, ttl_days: int = 90) -> str:
-    """The specification's table (§3.4) with every field of the record schema."""
-    if ttl_days < 1:
-        raise ValueError("ttl_days must be at least 1")
-    columns = ",\n    ".join(column_definitions())
+def _engine(spec: TableSpec, local_table: str) -> str:
+    if not spec.cluster:
+        return "MergeTree()" if spec.profile == "seed" else "MergeTree"
+    path = f"/clickhouse/tables/{{shard}}/{spec.database}/{local_table}"
+    return f"ReplicatedMergeTree({quote_string(path)}, '{{replica}}')"
+
+
+def create_table_sql(
+    database: str = "genesis",
+    table: str = "logs",
+    *,
+    profile: str = "default",
+    ttl_days: int = 90,
+    cluster: str | None = None,
+) -> str:
+    """The ``CREATE TABLE IF NOT EXISTS`` statement of a profile (the local table on a cluster)."""
+    spec = TableSpec(database, table, profile, ttl_days, cluster)
+    return _create_table(spec, f"{table}_local" if cluster else table)
+
+
+def _create_table(spec: TableSpec, table: str) -> str:
+    target = f"{quote_identifier(spec.database)}.{quote_identifier(table)}"
+    lines = [column_definition(field, spec.profile) for field in spec.fields]
+    if spec.profile == "seed":
+        body = ",\n    ".join(lines)
+        return (
+            f"CREATE TABLE IF NOT EXISTS {target}{spec.on_cluster} (\n    {body}\n)"
+            f" ENGINE = {_engine(spec, table)}\n"
+            "ORDER BY (timestamp, spec_id)\n"
+            f"TTL timestamp + INTERVAL {spec.ttl_days} DAY"
+        )
+    indexes = [
+        f"INDEX {name} {column} TYPE {kind} GRANULARITY {granularity}"
+        for name, column, kind, granularity in (*_SEED_INDEXES, *_TEXT_INDEXES)
+    ]
+    body = ",\n    ".join(lines + indexes)
+    settings = "ttl_only_drop_parts = 1"
+    if not spec.cluster:  # replicated tables deduplicate by themselves
+        settings = f"non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}, {settings}"
     return (
-        f"CREATE TABLE IF NOT EXISTS {quote_identifier(database)}.{quote_identifier(table)} (\n"
-        f"    {columns}\n"
-        ") ENGINE = MergeTree()\n"
-        "ORDER BY (timestamp, spec_id)\n"
-        f"TTL toDateTime(timestamp) + INTERVAL {int(ttl_days)} DAY"
+        f"CREATE TABLE IF NOT EXISTS {target}{spec.on_cluster} (\n    {body}\n)"
+        f" ENGINE = {_engine(spec, table)}\n"
+        "PARTITION BY toYYYYMM(timestamp)\n"
+        "ORDER BY (spec_id, timestamp)\n"
+        f"TTL toDateTime(timestamp) + INTERVAL {spec.ttl_days} DAY\n"
+        f"SETTINGS {settings}"
     )
+
+
+def render_statements(spec: TableSpec) -> list[str]:
+    """Every statement that creates the database and table of ``spec``, in order.
+
+    All are idempotent (``IF NOT EXISTS``): running them again changes nothing.
+    """
+    statements = [create_database_sql(spec.database, spec.cluster)]
+    local = f"{spec.table}_local" if spec.cluster else spec.table
+    statements.append(_create_table(spec, local))
+    if spec.profile == "seed":  # the specification adds its indexes with ALTER (§3.4)
+        local_target = f"{quote_identifier(spec.database)}.{quote_identifier(local)}"
+        statements.extend(
+            f"ALTER TABLE {local_target}{spec.on_cluster} ADD INDEX IF NOT EXISTS "
+            f"{name} ({column}) TYPE {kind} GRANULARITY {granularity}"
+            for name, column, kind, granularity in _SEED_INDEXES
+        )
+    if spec.cluster:
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {spec.target}{spec.on_cluster} "
+            f"AS {quote_identifier(spec.database)}.{quote_identifier(local)} "
+            f"ENGINE = Distributed({quote_identifier(spec.cluster)}, "
+            f"{quote_identifier(spec.database)}, {quote_identifier(local)}, rand())"
+        )
+    return statements
+
+
+def readonly_user_statements(
+    user: str, password: str, database: str = "genesis", cluster: str | None = None
+) -> list[str]:
+    """The read-only user of §3.6 for the assistant: ``SELECT`` on the database only."""
+    on_cluster = f" ON CLUSTER {quote_identifier(cluster)}" if cluster else ""
+    who = quote_identifier(user)
+    return [
+        f"CREATE USER IF NOT EXISTS {who}{on_cluster} IDENTIFIED WITH sha256_password "
+        f"BY {quote_string(password)} SETTINGS readonly = 1",
+        f"GRANT{on_cluster} SELECT ON {quote_identifier(database)}.* TO {who}",
+    ]

@@ -57,6 +57,8 @@ class Field:
         source: how the value is filled.
         seed: whether the field is one of the specification's 14 columns.
         doc: one line for documentation and the DDL comment.
+        repeats: few distinct values over many rows (dictionary-encode it).
+        bulky: large free text (compress it harder).
     """
 
     name: str
@@ -65,6 +67,8 @@ class Field:
     source: Source
     seed: bool
     doc: str
+    repeats: bool = False
+    bulky: bool = False
 
     @property
     def default(self) -> str | int | dict[str, str]:
@@ -88,37 +92,31 @@ class Field:
 
 
 _S, _C, _R, _F = Source.RECORD, Source.CONTEXT, Source.RUN, Source.CONFIG
+_STR = Kind.STRING
+_REP: Final = {"repeats": True}
+_BIG: Final = {"bulky": True}
 
+# fmt: off
 FIELDS: Final[tuple[Field, ...]] = (
-    Field(
-        "timestamp", "DateTime64(3)", Kind.TIMESTAMP, _S, True, "record.created, UTC, milliseconds"
-    ),
-    Field("level", "String", Kind.STRING, _S, True, "lower-case level name"),
-    Field("message", "String", Kind.STRING, _S, True, "the formatted message"),
-    Field("spec_id", "String", Kind.STRING, _C, True, "specification under test, e.g. spec_001"),
+    Field("timestamp", "DateTime64(3)", Kind.TIMESTAMP, _S, True, "record.created, UTC, milliseconds"),
+    Field("level", "String", _STR, _S, True, "lower-case level name", **_REP),
+    Field("message", "String", _STR, _S, True, "the formatted message", **_BIG),
+    Field("spec_id", "String", _STR, _C, True, "specification under test, e.g. spec_001", **_REP),
     Field("iteration", "UInt32", Kind.UINT32, _C, True, "iteration of the TDD loop: 1, 2, 3 ..."),
-    Field("stdout", "String", Kind.STRING, _R, True, "standard output of a captured run"),
-    Field("stderr", "String", Kind.STRING, _R, True, "standard error of a captured run"),
-    Field(
-        "exit_code", "Int32", Kind.INT32, _R, True, "exit status of a captured run; 0 = success"
-    ),
-    Field("code_snapshot", "String", Kind.STRING, _R, True, "the code that was run"),
+    Field("stdout", "String", _STR, _R, True, "standard output of a captured run", **_BIG),
+    Field("stderr", "String", _STR, _R, True, "standard error of a captured run", **_BIG),
+    Field("exit_code", "Int32", Kind.INT32, _R, True, "exit status of a captured run; 0 = success"),
+    Field("code_snapshot", "String", _STR, _R, True, "the code that was run", **_BIG),
     Field("duration_ms", "UInt32", Kind.UINT32, _R, True, "duration of the run or task"),
-    Field("sprint_id", "String", Kind.STRING, _C, True, "sprint, e.g. S030"),
-    Field("task_id", "String", Kind.STRING, _C, True, "task, e.g. T01"),
-    Field("service", "String", Kind.STRING, _F, True, "emitting service"),
-    Field("version", "String", Kind.STRING, _F, True, "version of the emitting service"),
-    Field("logger", "String", Kind.STRING, _S, False, "logger name"),
-    Field("exception", "String", Kind.STRING, _S, False, "formatted traceback / stack"),
-    Field(
-        "attributes",
-        "Map(String, String)",
-        Kind.STRING_MAP,
-        _S,
-        False,
-        "every other extra= field, as strings",
-    ),
+    Field("sprint_id", "String", _STR, _C, True, "sprint, e.g. S030", **_REP),
+    Field("task_id", "String", _STR, _C, True, "task, e.g. T01", **_REP),
+    Field("service", "String", _STR, _F, True, "emitting service", **_REP),
+    Field("version", "String", _STR, _F, True, "version of the emitting service", **_REP),
+    Field("logger", "String", _STR, _S, False, "logger name", **_REP),
+    Field("exception", "String", _STR, _S, False, "formatted traceback / stack", **_BIG),
+    Field("attributes", "Map(String, String)", Kind.STRING_MAP, _S, False, "every other extra= field, as strings"),
 )
+# fmt: on
 
 FIELD_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in FIELDS)
 FIELDS_BY_NAME: Final = MappingProxyType({f.name: f for f in FIELDS})
