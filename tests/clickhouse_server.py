@@ -26,6 +26,8 @@ from genesis_logging.schema import FIELDS, Field, Kind
 
 WRITER_USER = "writer"
 WRITER_PASSWORD = "s3cret-Pa55-do-not-print"
+READER_USER = "reader"
+READER_PASSWORD = "reader-Pa55"
 
 _CONFIG = """<?xml version="1.0"?>
 <yandex>
@@ -45,10 +47,11 @@ _CONFIG = """<?xml version="1.0"?>
 
 _USERS = """<?xml version="1.0"?>
 <yandex>
-  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default><readonly><readonly>1</readonly></readonly></profiles>
   <users>
     <default><password></password><networks><ip>::/0</ip></networks><profile>default</profile><quota>default</quota></default>
     <{user}><password>{password}</password><networks><ip>::/0</ip></networks><profile>default</profile><quota>default</quota></{user}>
+    <{reader}><password>{reader_password}</password><networks><ip>::/0</ip></networks><profile>readonly</profile><quota>default</quota></{reader}>
   </users>
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
     <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
@@ -103,7 +106,12 @@ class LocalServer:
             _CONFIG.format(dir=self.workdir, tcp=self.tcp_port, http=self.http_port)
         )
         (self.workdir / "users.xml").write_text(
-            _USERS.format(user=WRITER_USER, password=WRITER_PASSWORD)
+            _USERS.format(
+                user=WRITER_USER,
+                password=WRITER_PASSWORD,
+                reader=READER_USER,
+                reader_password=READER_PASSWORD,
+            )
         )
 
     @property
