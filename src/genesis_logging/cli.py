@@ -11,6 +11,7 @@ from dataclasses import asdict
 from typing import Any, TextIO
 
 from ._faults import is_transient
+from ._loop_cli import LoopCommandError, add_loop_commands
 from .ddl import PROFILES, TableSpec, quote_identifier, readonly_user_statements, render_statements
 from .errors import ConfigurationError
 from .operations import Features, diagnose, missing_features
@@ -295,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     purge = spool_commands.add_parser("purge", parents=[common], help="delete spooled records")
     purge.add_argument("--yes", action="store_true", help="confirm")
     purge.set_defaults(handler=cmd_spool_purge)
+
+    add_loop_commands(commands, _add_url_option)
     return parser
 
 
@@ -304,6 +307,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     stream = out if out is not None else sys.stdout
     try:
         return int(args.handler(args, stream))
-    except CommandError as error:
+    except (CommandError, LoopCommandError) as error:
         sys.stderr.write(f"genesis-logging: {error}\n")
         return 1

@@ -1,0 +1,366 @@
+"""CLI commands of the TDD loop: run, query, failures, tail, show, load, mcp-config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from ._output import render
+from .configure import setup_logging
+from .errors import ConfigurationError
+from .formatter import row_from_json_object
+from .runner import run_and_log
+from .settings import ConnectionSettings
+from .store import CHDB_SUBDIR, LocalStoreHandler, Store, local_log_dir, logs_table, open_store
+from .transport import ClickHouseInserter
+
+__all__ = ["add_loop_commands"]
+
+
+class LoopCommandError(Exception):
+    """A plain-words failure (exit status 1)."""
+
+
+def _store(args: argparse.Namespace) -> Store:
+    try:
+        return open_store(url=getattr(args, "url", None), log_dir=getattr(args, "log_dir", None))
+    except ConfigurationError as error:
+        raise LoopCommandError(str(error)) from None
+    except Exception as error:
+        raise LoopCommandError(f"cannot open the log store: {_short(error)}") from None
+
+
+def _short(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split("Stack trace:")[0].split())
+
+
+def _show(
+    args: argparse.Namespace, out: TextIO, store: Store, sql: str, params: dict[str, Any]
+) -> int:
+    try:
+        result = store.query(sql, params)
+    except Exception as error:
+        raise LoopCommandError(f"query failed on {store.name}: {_short(error)}") from None
+    finally:
+        store.close()
+    render(result.columns, result.rows, args.format, out, colour=out.isatty())
+    return 0
+
+
+# -- run ---------------------------------------------------------------------------------
+
+
+def _next_iteration(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        result = store.query(
+            f"SELECT max(iteration) AS last FROM {logs_table()} WHERE spec_id = {{spec:String}}",
+            {"spec": args.spec},
+        )
+    except Exception as error:
+        raise LoopCommandError(
+            f"--iteration auto: cannot read {store.name}: {_short(error)}"
+        ) from None
+    finally:
+        store.close()
+    last = result.rows[0][0] if result.rows and result.rows[0][0] is not None else 0
+    return int(last) + 1
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    command = [part for part in args.cmd if part != "--"] if args.cmd else []
+    if not command:
+        raise LoopCommandError("nothing to run: give the command after --")
+    log_dir = local_log_dir(args.log_dir)
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        iteration = _next_iteration(args) if args.iteration == "auto" else int(args.iteration)
+    except ValueError:
+        raise LoopCommandError("--iteration must be a whole number >= 0 or 'auto'") from None
+    if iteration < 0:
+        raise LoopCommandError("--iteration must be a whole number >= 0 or 'auto'")
+    handlers = setup_logging(stream=sys.stderr)
+    if log_dir is not None:
+        store_handler = LocalStoreHandler(log_dir)
+        store_handler.set_name("genesis-local-store")
+        logging.getLogger().addHandler(store_handler)
+        handlers.append(store_handler)
+    snapshot = [Path(p) for p in args.snapshot] if args.snapshot else None
+    try:
+        result = run_and_log(
+            command,
+            spec_id=args.spec,
+            iteration=iteration,
+            sprint_id=args.sprint,
+            task_id=args.task,
+            code_snapshot=snapshot,
+            timeout=args.timeout,
+            echo=True,
+        )
+    finally:
+        for handler in handlers:
+            handler.flush()
+            handler.close()
+            logging.getLogger().removeHandler(handler)
+    return result.exit_code if 0 <= result.exit_code <= 255 else 1
+
+
+# -- queries -----------------------------------------------------------------------------
+
+
+def cmd_query(args: argparse.Namespace, out: TextIO) -> int:
+    return _show(args, out, _store(args), args.sql, {})
+
+
+def cmd_failures(args: argparse.Namespace, out: TextIO) -> int:
+    sql = (
+        "SELECT timestamp, level, iteration, stderr, exit_code, duration_ms "
+        f"FROM {logs_table()} WHERE spec_id = {{spec:String}} AND exit_code != 0 "
+        "ORDER BY timestamp DESC LIMIT {limit:UInt32}"
+    )
+    return _show(args, out, _store(args), sql, {"spec": args.spec, "limit": args.limit})
+
+
+def _tail_query(args: argparse.Namespace, since: Any | None) -> tuple[str, dict[str, Any]]:
+    where, params = [], {"limit": args.limit}
+    if args.spec:
+        where.append("spec_id = {spec:String}")
+        params["spec"] = args.spec
+    if args.level:
+        where.append("level = {level:String}")
+        params["level"] = args.level.lower()
+    if since is not None:
+        where.append("timestamp > {since:DateTime64(3)}")
+        params["since"] = since
+    condition = f"WHERE {' AND '.join(where)} " if where else ""
+    sql = (
+        "SELECT timestamp, level, spec_id, iteration, exit_code, message "
+        f"FROM {logs_table()} {condition}ORDER BY timestamp DESC LIMIT {{limit:UInt32}}"
+    )
+    return sql, params
+
+
+def cmd_tail(args: argparse.Namespace, out: TextIO) -> int:
+    store = _store(args)
+    since = None
+    try:
+        while True:
+            sql, params = _tail_query(args, since)
+            try:
+                result = store.query(sql, params)
+            except Exception as error:
+                raise LoopCommandError(f"query failed on {store.name}: {_short(error)}") from None
+            rows = list(reversed(result.rows))
+            if rows or since is None:
+                render(result.columns, rows, args.format, out, colour=out.isatty())
+                out.flush()
+            if rows:
+                since = rows[-1][0]
+            if not args.follow:
+                return 0
+            time.sleep(args.interval)
+            if hasattr(store, "ensure_view"):
+                store.ensure_view()  # new files of new processes
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        store.close()
+
+
+def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
+    where = "spec_id = {spec:String} AND (stdout != '' OR stderr != '' OR code_snapshot != '')"
+    params: dict[str, Any] = {"spec": args.spec}
+    if args.iteration is not None:
+        where += " AND iteration = {iteration:UInt32}"
+        params["iteration"] = args.iteration
+    sql = (
+        "SELECT timestamp, level, iteration, exit_code, duration_ms, message, stdout, stderr, code_snapshot "
+        f"FROM {logs_table()} WHERE {where} ORDER BY timestamp DESC LIMIT 1"
+    )
+    store = _store(args)
+    try:
+        result = store.query(sql, params)
+    except Exception as error:
+        raise LoopCommandError(f"query failed on {store.name}: {_short(error)}") from None
+    finally:
+        store.close()
+    if not result.rows:
+        raise LoopCommandError(
+            f"no run recorded for spec {args.spec!r}"
+            + (f" iteration {args.iteration}" if args.iteration is not None else "")
+        )
+    if args.format != "table":
+        render(result.columns, result.rows, args.format, out)
+        return 0
+    run = result.dicts()[0]
+    out.write(
+        f"spec {args.spec} · iteration {run['iteration']} · exit code {run['exit_code']} · "
+        f"{run['duration_ms']} ms · {run['timestamp']}\n{run['message']}\n"
+    )
+    for name in ("stdout", "stderr", "code_snapshot"):
+        out.write(f"\n----- {name} -----\n{run[name]}\n")
+    return 0
+
+
+def cmd_load(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        settings = ConnectionSettings.resolve(url=args.url)
+    except ConfigurationError as error:
+        raise LoopCommandError(str(error)) from None
+    inserter = ClickHouseInserter(settings, args.table)
+    batch: list[Any] = []
+    loaded = malformed = 0
+    progress = sys.stderr
+
+    def flush() -> None:
+        nonlocal loaded
+        if batch:
+            try:
+                inserter.insert(batch)
+            except Exception as error:
+                raise LoopCommandError(
+                    f"insert into {settings.redacted_url()} failed: {_short(error)}"
+                ) from None
+            loaded += len(batch)
+            batch.clear()
+            progress.write(f"\rloaded {loaded} records" + (" " * 10))
+            progress.flush()
+
+    try:
+        for name in args.files:
+            try:
+                handle = open(name, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed by the with below
+            except OSError as error:
+                raise LoopCommandError(f"{name}: {error.strerror}") from None
+            with handle:
+                for number, line in enumerate(handle, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        data = json.loads(line)
+                        if not isinstance(data, dict):
+                            raise ValueError("not a JSON object")
+                        row = row_from_json_object(data)
+                        if "timestamp" not in row or "message" not in data:
+                            raise ValueError("not a genesis record (no timestamp or message)")
+                    except (ValueError, TypeError) as error:
+                        malformed += 1
+                        out.write(f"{name}:{number}: skipped malformed line: {error}\n")
+                        continue
+                    batch.append(row)
+                    if len(batch) >= args.batch_size:
+                        flush()
+        flush()
+    finally:
+        inserter.close()
+    progress.write("\n")
+    out.write(
+        f"loaded {loaded} records into {settings.redacted_url()} table {args.table}; {malformed} malformed lines skipped\n"
+    )
+    return 0
+
+
+def cmd_mcp_config(args: argparse.Namespace, out: TextIO) -> int:
+    command = {
+        "command": "uv",
+        "args": ["run", "--with", "mcp-clickhouse", "--python", "3.12", "mcp-clickhouse"],
+    }
+    if args.local:
+        directory = local_log_dir(args.log_dir)
+        if directory is None:
+            raise LoopCommandError("--local needs --log-dir or GENESIS_LOG_DIR")
+        env = {
+            "CHDB_ENABLED": "true",
+            "CHDB_DATA_PATH": str(directory.resolve() / CHDB_SUBDIR),
+            "CLICKHOUSE_ENABLED": "false",
+        }
+    else:
+        host = args.host or os.environ.get("CLICKHOUSE_HOST") or "clickhouse.example.com"
+        env = {
+            "CLICKHOUSE_HOST": host,
+            "CLICKHOUSE_PORT": str(args.port),
+            "CLICKHOUSE_USER": args.readonly_user,
+            "CLICKHOUSE_PASSWORD": "<the read-only user's password>",
+            "CLICKHOUSE_SECURE": "true" if args.port in (8443, 443) else "false",
+            "CLICKHOUSE_VERIFY": "true",
+            "CLICKHOUSE_DATABASE": "genesis",
+        }
+    out.write(json.dumps({"mcpServers": {"clickhouse": {**command, "env": env}}}, indent=2) + "\n")
+    return 0
+
+
+def add_loop_commands(commands: Any, url_option: Any) -> None:
+    """Register the loop's commands on the top-level sub-parser."""
+    store_options = argparse.ArgumentParser(add_help=False)
+    store_options.add_argument(
+        "--url", help="read from this ClickHouse server (default: $CLICKHOUSE_URL ...)"
+    )
+    store_options.add_argument(
+        "--log-dir", help="read the local store in this directory (default: $GENESIS_LOG_DIR)"
+    )
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--format", choices=["table", "json", "csv"], default="table")
+
+    run = commands.add_parser("run", parents=[store_options], help="run a command and log the run")
+    run.add_argument("--spec", required=True)
+    run.add_argument("--iteration", required=True, help="a number, or 'auto' for the last one + 1")
+    run.add_argument("--sprint")
+    run.add_argument("--task")
+    run.add_argument(
+        "--snapshot", nargs="*", help="files or directories with the code that is run"
+    )
+    run.add_argument("--timeout", type=float)
+    run.add_argument("cmd", nargs=argparse.REMAINDER)
+    run.set_defaults(handler=cmd_run)
+
+    query = commands.add_parser(
+        "query", parents=[store_options, output], help="run SQL on genesis.logs"
+    )
+    query.add_argument("sql")
+    query.set_defaults(handler=cmd_query)
+
+    failures = commands.add_parser(
+        "failures", parents=[store_options, output], help="what failed in a spec (§4)"
+    )
+    failures.add_argument("spec")
+    failures.add_argument("--limit", type=int, default=10)
+    failures.set_defaults(handler=cmd_failures)
+
+    tail = commands.add_parser("tail", parents=[store_options, output], help="the latest records")
+    tail.add_argument("--spec")
+    tail.add_argument("--level")
+    tail.add_argument("--limit", type=int, default=20)
+    tail.add_argument("--follow", "-f", action="store_true")
+    tail.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    tail.set_defaults(handler=cmd_tail)
+
+    show = commands.add_parser(
+        "show", parents=[store_options, output], help="stdout, stderr and code of one run"
+    )
+    show.add_argument("spec")
+    show.add_argument("--iteration", type=int)
+    show.set_defaults(handler=cmd_show)
+
+    load = commands.add_parser("load", help="insert console JSON lines into a server")
+    url_option(load)
+    load.add_argument("files", nargs="+")
+    load.add_argument("--table", default="logs")
+    load.add_argument("--batch-size", type=int, default=5000)
+    load.set_defaults(handler=cmd_load)
+
+    mcp = commands.add_parser(
+        "mcp-config", help="client configuration for the official ClickHouse MCP server"
+    )
+    mcp.add_argument("--local", action="store_true", help="chDB mode over the local store")
+    mcp.add_argument("--log-dir")
+    mcp.add_argument("--readonly-user", default="genesis_readonly")
+    mcp.add_argument("--host")
+    mcp.add_argument("--port", type=int, default=8443)
+    mcp.set_defaults(handler=cmd_mcp_config)

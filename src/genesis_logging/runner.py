@@ -1,0 +1,335 @@
+"""The TDD loop's unit of work: run a command, capture it, log it as one record."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Final, TypeVar
+
+from ._convert import DEFAULT_MAX_FIELD_CHARS
+from .context import log_context
+
+__all__ = [
+    "EXIT_NOT_STARTED",
+    "EXIT_TIMEOUT",
+    "RunResult",
+    "log_step",
+    "read_snapshot",
+    "run_and_log",
+]
+
+#: Exit code recorded when the command could not be started (as a shell reports it).
+EXIT_NOT_STARTED: Final = 127
+#: Exit code recorded when the command was killed for exceeding its timeout (as
+#: coreutils' ``timeout`` reports it).
+EXIT_TIMEOUT: Final = 124
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_CHUNK: Final = 65536
+_PIPE_GRACE: Final = 5.0  # seconds to drain the pipes once the command has exited
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run did. ``stdout``/``stderr`` are the captured (possibly cut) texts."""
+
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration_ms: int
+    timed_out: bool = False
+    started: bool = True
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class _Capture:
+    """Keep the first ``limit`` bytes of a stream, count the rest, optionally echo it."""
+
+    def __init__(self, limit: int, echo: IO[bytes] | None) -> None:
+        self.limit = limit
+        self.echo = echo
+        self.kept = bytearray()
+        self.total = 0
+
+    def pump(self, stream: IO[bytes]) -> None:
+        while chunk := stream.read1(_CHUNK):  # type: ignore[attr-defined]
+            self.total += len(chunk)
+            room = self.limit - len(self.kept)
+            if room > 0:
+                self.kept += chunk[:room]
+            if self.echo is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self.echo.write(chunk)
+                    self.echo.flush()
+
+    def text(self) -> str:
+        text = self.kept.decode("utf-8", "replace")
+        if self.total > len(self.kept):
+            text += f"\n…[truncated: {self.total - len(self.kept)} of {self.total} bytes not kept]"
+        return text
+
+
+def read_snapshot(
+    source: str | os.PathLike[str] | Sequence[os.PathLike[str]] | None, limit: int
+) -> str:
+    """The code that was run: a literal string, a file, or the files of a directory.
+
+    Directories are walked in sorted order (hidden entries and ``__pycache__`` skipped),
+    each file under a ``# ===== path`` header, and the whole is cut at ``limit``
+    characters, so a snapshot is bounded and the same tree always gives the same text.
+    """
+    if source is None:
+        return ""
+    if isinstance(source, str):
+        return source[:limit]
+    paths: list[Path] = []
+    sources = [source] if isinstance(source, os.PathLike) else list(source)
+    for item in sources:
+        path = Path(item)
+        if path.is_dir():
+            paths.extend(
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file()
+                and not any(
+                    part.startswith(".") or part == "__pycache__"
+                    for part in p.relative_to(path).parts
+                )
+            )
+        else:
+            paths.append(path)
+    parts: list[str] = []
+    size = 0
+    for path in paths:
+        if size >= limit:
+            parts.append(f"# ===== {path} (not included: snapshot limit reached)\n")
+            continue
+        try:
+            text = path.read_bytes()[: limit - size].decode("utf-8", "replace")
+        except OSError as error:
+            text = f"<unreadable: {error}>"
+        block = f"# ===== {path}\n{text}\n" if len(paths) > 1 or path.is_dir() else text
+        parts.append(block)
+        size += len(block)
+    return "".join(parts)[:limit]
+
+
+def _kill_tree(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # the command runs in its own process group
+
+
+def run_and_log(
+    cmd: Sequence[str] | str,
+    *,
+    spec_id: str,
+    iteration: int,
+    sprint_id: str | None = None,
+    task_id: str | None = None,
+    code_snapshot: str | os.PathLike[str] | Sequence[os.PathLike[str]] | None = None,
+    timeout: float | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    logger: logging.Logger | None = None,
+    shell: bool = False,
+    echo: bool = False,
+    max_output_bytes: int = DEFAULT_MAX_FIELD_CHARS,
+) -> RunResult:
+    """Run a command and log the run as one record carrying every field of the seed.
+
+    Output is captured while it streams (bounded: the first ``max_output_bytes`` of each
+    stream are kept, the rest counted and marked) and, with ``echo``, passed through to
+    this process's stdout/stderr live. The record is ``info`` when the command exits 0,
+    ``error`` otherwise. A timeout kills the whole process tree and records exit code
+    124; a command that cannot be started records 127 and the reason.
+
+    Args:
+        cmd: argument list, or a string run by the shell when ``shell`` is true (a string
+            without ``shell`` is split like a shell would).
+        spec_id, iteration, sprint_id, task_id: the loop's identifiers.
+        code_snapshot: the code that was run: a string, or a file / directory path.
+        timeout: seconds before the process tree is killed.
+        cwd, env: for the command (``env`` replaces the environment).
+        logger: where the record goes (default ``genesis.run``).
+    """
+    log = logger or logging.getLogger("genesis.run")
+    if isinstance(cmd, str):
+        argv: Sequence[str] | str = cmd if shell else shlex.split(cmd)
+        shown = cmd
+    else:
+        argv = list(cmd)
+        shown = shlex.join(argv)
+    snapshot = read_snapshot(code_snapshot, max_output_bytes)
+    out = _Capture(max_output_bytes, sys.stdout.buffer if echo else None)
+    err = _Capture(max_output_bytes, sys.stderr.buffer if echo else None)
+    started = time.monotonic()
+    timed_out = False
+    try:
+        process = subprocess.Popen(
+            argv,
+            shell=shell,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except (OSError, ValueError) as error:
+        duration_ms = round((time.monotonic() - started) * 1000)
+        reason = f"{type(error).__name__}: {error}"
+        result = RunResult(shown, EXIT_NOT_STARTED, "", reason, duration_ms, started=False)
+        _log_run(log, result, spec_id, iteration, sprint_id, task_id, snapshot, cwd, timeout)
+        return result
+    assert process.stdout is not None
+    assert process.stderr is not None
+    pumps = [
+        threading.Thread(target=out.pump, args=(process.stdout,), daemon=True),
+        threading.Thread(target=err.pump, args=(process.stderr,), daemon=True),
+    ]
+    for pump in pumps:
+        pump.start()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_tree(process)
+        process.wait()
+    for pump in pumps:
+        pump.join(_PIPE_GRACE)  # a background grandchild may hold the pipe open forever
+    duration_ms = round((time.monotonic() - started) * 1000)
+    stderr = err.text()
+    if timed_out:
+        stderr += f"\n[genesis-logging: killed after the {timeout:g}s timeout]"
+    result = RunResult(
+        shown,
+        EXIT_TIMEOUT if timed_out else process.returncode,
+        out.text(),
+        stderr,
+        duration_ms,
+        timed_out=timed_out,
+        stdout_bytes=out.total,
+        stderr_bytes=err.total,
+    )
+    _log_run(log, result, spec_id, iteration, sprint_id, task_id, snapshot, cwd, timeout)
+    return result
+
+
+def _log_run(
+    log: logging.Logger,
+    result: RunResult,
+    spec_id: str,
+    iteration: int,
+    sprint_id: str | None,
+    task_id: str | None,
+    snapshot: str,
+    cwd: str | os.PathLike[str] | None,
+    timeout: float | None,
+) -> None:
+    if not result.started:
+        outcome = "could not be started"
+    elif result.timed_out:
+        outcome = f"timed out after {timeout:g}s"
+    else:
+        outcome = "succeeded" if result.ok else f"failed with exit code {result.exit_code}"
+    extra: dict[str, Any] = {
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+        "exit_code": result.exit_code,
+        "code_snapshot": snapshot,
+        "duration_ms": result.duration_ms,
+        "command": result.command,
+    }
+    if cwd is not None:
+        extra["cwd"] = os.fspath(cwd)
+    if result.timed_out:
+        extra["timed_out"] = True
+    with log_context(spec_id=spec_id, iteration=iteration, sprint_id=sprint_id, task_id=task_id):
+        log.log(
+            logging.INFO if result.ok else logging.ERROR,
+            "run %s: %s",
+            outcome,
+            result.command,
+            extra=extra,
+        )
+
+
+class log_step(contextlib.ContextDecorator):  # noqa: N801 - used like a function
+    """Time a block and log the specification's "received / failed / done" records.
+
+    ``with log_step("process order", task_id="T01"): ...`` logs ``process order:
+    received`` on entry, ``process order: done`` with ``duration_ms`` on success, or
+    ``process order: failed`` at error level with the exception's message and traceback
+    (the exception still propagates). Keyword fields are bound with :class:`log_context`
+    for everything logged inside. Works as a decorator of plain and ``async`` functions.
+    """
+
+    def __init__(self, name: str, *, logger: logging.Logger | None = None, **fields: Any) -> None:
+        self.name = name
+        self.logger = logger or logging.getLogger("genesis.step")
+        self.fields = fields
+        log_context(**fields)  # validate now: a bad value is the caller's error, here
+
+    def _recreate_cm(self) -> log_step:
+        return log_step(self.name, logger=self.logger, **self.fields)
+
+    @contextlib.contextmanager
+    def _run(self) -> Iterator[None]:
+        with log_context(**self.fields):
+            started = time.monotonic()
+            self.logger.info("%s: received", self.name)
+            try:
+                yield
+            except BaseException as error:
+                self.logger.error(
+                    "%s: failed",
+                    self.name,
+                    exc_info=True,
+                    extra={
+                        "duration_ms": round((time.monotonic() - started) * 1000),
+                        "error": f"{type(error).__name__}: {error}",
+                    },
+                )
+                raise
+            self.logger.info(
+                "%s: done",
+                self.name,
+                extra={"duration_ms": round((time.monotonic() - started) * 1000)},
+            )
+
+    def __enter__(self) -> log_step:
+        self._active = self._run()
+        self._active.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> bool:
+        return bool(self._active.__exit__(*exc_info))
+
+    def __call__(self, func: _F) -> _F:
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def run_step(*args: Any, **kwargs: Any) -> Any:
+                with self._recreate_cm():
+                    return await func(*args, **kwargs)
+
+            return run_step  # type: ignore[return-value]
+        return super().__call__(func)

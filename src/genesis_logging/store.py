@@ -1,0 +1,201 @@
+"""Where the logs are read from: a ClickHouse server, or the local store on a laptop.
+
+The local store is a directory of JSON-lines files (one per process, rotated by size)
+written by :class:`LocalStoreHandler`. Reading goes through chDB with a view named
+``genesis.logs`` over those files, so a query written for production runs unchanged.
+Every user-supplied value is passed as a query parameter, never formatted into SQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from .ddl import quote_identifier, quote_string
+from .errors import ConfigurationError
+from .formatter import GenesisJsonFormatter
+from .schema import FIELDS, Kind
+from .settings import ConnectionSettings
+
+__all__ = [
+    "LocalStore",
+    "LocalStoreHandler",
+    "QueryResult",
+    "ServerStore",
+    "Store",
+    "local_log_dir",
+]
+
+CHDB_SUBDIR: Final = ".chdb"
+_EMPTY_FILE: Final = "genesis-empty.jsonl"  # keeps the view's glob matching in an empty store
+
+
+def local_log_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """``explicit``, else ``$GENESIS_LOG_DIR``, else ``None``."""
+    value = explicit or os.environ.get("GENESIS_LOG_DIR")
+    return Path(value) if value else None
+
+
+class LocalStoreHandler(logging.handlers.RotatingFileHandler):
+    """Append genesis JSON lines to ``<log_dir>/genesis-<host>-<pid>.jsonl``, rotated by size.
+
+    Args:
+        log_dir: the store's directory (default ``$GENESIS_LOG_DIR``); created if missing.
+        max_bytes: size at which a file is rotated (``.1``, ``.2`` … are kept).
+        backup_count: rotated files kept per process.
+        service, version: as for :class:`GenesisJsonFormatter`.
+    """
+
+    def __init__(
+        self,
+        log_dir: str | os.PathLike[str] | None = None,
+        *,
+        max_bytes: int = 64 * 1024 * 1024,
+        backup_count: int = 10,
+        service: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        directory = local_log_dir(log_dir)
+        if directory is None:
+            raise ConfigurationError("LocalStoreHandler needs log_dir or GENESIS_LOG_DIR")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigurationError(f"log_dir {directory}: {error}") from None
+        name = f"genesis-{socket.gethostname()}-{os.getpid()}.jsonl"
+        super().__init__(
+            directory / name,
+            maxBytes=max_bytes,
+            backupCount=backup_count,
+            encoding="utf-8",
+            delay=True,
+        )
+        self.setFormatter(GenesisJsonFormatter(service=service, version=version))
+
+
+class QueryResult:
+    """Column names and rows of a query."""
+
+    def __init__(self, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.columns = list(columns)
+        self.rows = [tuple(row) for row in rows]
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+class Store(Protocol):
+    """Runs SQL with named, typed parameters written ``{name:Type}`` in the text."""
+
+    name: str
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult: ...
+
+    def close(self) -> None: ...
+
+
+def _structure() -> str:
+    types = {Kind.TIMESTAMP: "DateTime64(3, 'UTC')", Kind.STRING_MAP: "Map(String, String)"}
+    return ", ".join(f"{f.name} {types.get(f.kind, f.clickhouse_type)}" for f in FIELDS)
+
+
+class LocalStore:
+    """The local store read through chDB, exposed as ``genesis.logs``."""
+
+    def __init__(self, log_dir: str | os.PathLike[str]) -> None:
+        from chdb import session as chdb_session_module
+
+        chdb_session: Any = chdb_session_module  # untyped third-party API
+        self.directory = Path(log_dir).resolve()
+        if not self.directory.is_dir():
+            raise ConfigurationError(f"log directory {self.directory} does not exist")
+        self.name = f"local store {self.directory}"
+        (self.directory / _EMPTY_FILE).touch()
+        self._session: Any = chdb_session.Session(str(self.directory / CHDB_SUBDIR))
+        self.ensure_view()
+
+    def ensure_view(self) -> None:
+        """(Re)create the view ``genesis.logs`` over the store's files."""
+        pattern = quote_string(str(self.directory / "*.jsonl*"))
+        self._session.query("CREATE DATABASE IF NOT EXISTS genesis")
+        self._session.query(
+            "CREATE OR REPLACE VIEW genesis.logs AS SELECT * FROM "
+            f"file({pattern}, 'JSONEachRow', {quote_string(_structure())}) "
+            "SETTINGS date_time_input_format = 'best_effort'"
+        )
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
+        import json
+
+        result = self._session.query(sql, "JSONCompactEachRowWithNames", params=params or {})
+        lines = str(result).splitlines()
+        if not lines:
+            return QueryResult([], [])
+        columns = json.loads(lines[0])
+        return QueryResult(columns, [json.loads(line) for line in lines[1:]])
+
+    def close(self) -> None:
+        self._session.close()
+
+
+_PARAM: Final = __import__("re").compile(r"\{(\w+):([^}]+)\}")
+
+
+class ServerStore:
+    """A ClickHouse server over the native protocol.
+
+    ``{name:Type}`` parameters become the driver's ``%(name)s`` placeholders, whose
+    values the driver escapes (servers as old as 18.16 have no server-side parameters).
+    """
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        from clickhouse_driver import Client
+
+        self.settings = settings
+        self.name = settings.redacted_url()
+        self._client = Client(**{**settings.client_kwargs(), "database": "default"})
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
+        text = sql.replace("%", "%%") if params else sql
+        text = _PARAM.sub(lambda m: f"%({m.group(1)})s", text)
+        rows, types = self._client.execute(text, params or None, with_column_types=True)
+        return QueryResult([name for name, _ in types], rows)
+
+    def close(self) -> None:
+        self._client.disconnect()
+
+
+def open_store(
+    *,
+    url: str | None = None,
+    log_dir: str | os.PathLike[str] | None = None,
+    prefer_local: bool = False,
+) -> Store:
+    """The server named by ``url`` / ``CLICKHOUSE_*``, or the local store.
+
+    The local store wins when ``log_dir`` is given (or ``prefer_local``), or when no server
+    is configured but ``GENESIS_LOG_DIR`` is.
+    """
+    directory = local_log_dir(log_dir)
+    server_configured = bool(
+        url or os.environ.get("CLICKHOUSE_URL") or os.environ.get("CLICKHOUSE_HOST")
+    )
+    if log_dir is not None or prefer_local or (directory is not None and not server_configured):
+        if directory is None:
+            raise ConfigurationError("no local store: pass --log-dir or set GENESIS_LOG_DIR")
+        return LocalStore(directory)
+    if not server_configured:
+        raise ConfigurationError(
+            "no log store: set CLICKHOUSE_URL (or pass --url) for a server, "
+            "or GENESIS_LOG_DIR (or --log-dir) for the local store"
+        )
+    return ServerStore(ConnectionSettings.resolve(url=url))
+
+
+def logs_table(database: str = "genesis", table: str = "logs") -> str:
+    return f"{quote_identifier(database)}.{quote_identifier(table)}"
