@@ -17,7 +17,7 @@ from .errors import ConfigurationError
 from .formatter import row_from_json_object
 from .runner import run_and_log
 from .settings import ConnectionSettings
-from .store import CHDB_SUBDIR, LocalStoreHandler, Store, local_log_dir, logs_table, open_store
+from .store import CHDB_SUBDIR, LocalStoreHandler, Store, local_log_dir, open_store
 from .transport import ClickHouseInserter
 
 __all__ = ["add_loop_commands"]
@@ -60,7 +60,7 @@ def _next_iteration(args: argparse.Namespace) -> int:
     store = _store(args)
     try:
         result = store.query(
-            f"SELECT max(iteration) AS last FROM {logs_table()} WHERE spec_id = {{spec:String}}",
+            f"SELECT max(iteration) AS last FROM {store.logs} WHERE spec_id = {{spec:String}}",
             {"spec": args.spec},
         )
     except Exception as error:
@@ -120,15 +120,18 @@ def cmd_query(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_failures(args: argparse.Namespace, out: TextIO) -> int:
+    store = _store(args)
     sql = (
         "SELECT timestamp, level, iteration, stderr, exit_code, duration_ms "
-        f"FROM {logs_table()} WHERE spec_id = {{spec:String}} AND exit_code != 0 "
+        f"FROM {store.logs} WHERE spec_id = {{spec:String}} AND exit_code != 0 "
         "ORDER BY timestamp DESC LIMIT {limit:UInt32}"
     )
-    return _show(args, out, _store(args), sql, {"spec": args.spec, "limit": args.limit})
+    return _show(args, out, store, sql, {"spec": args.spec, "limit": args.limit})
 
 
-def _tail_query(args: argparse.Namespace, since: Any | None) -> tuple[str, dict[str, Any]]:
+def _tail_query(
+    args: argparse.Namespace, store: Store, since: Any | None
+) -> tuple[str, dict[str, Any]]:
     where, params = [], {"limit": args.limit}
     if args.spec:
         where.append("spec_id = {spec:String}")
@@ -142,7 +145,7 @@ def _tail_query(args: argparse.Namespace, since: Any | None) -> tuple[str, dict[
     condition = f"WHERE {' AND '.join(where)} " if where else ""
     sql = (
         "SELECT timestamp, level, spec_id, iteration, exit_code, message "
-        f"FROM {logs_table()} {condition}ORDER BY timestamp DESC LIMIT {{limit:UInt32}}"
+        f"FROM {store.logs} {condition}ORDER BY timestamp DESC LIMIT {{limit:UInt32}}"
     )
     return sql, params
 
@@ -152,7 +155,7 @@ def cmd_tail(args: argparse.Namespace, out: TextIO) -> int:
     since = None
     try:
         while True:
-            sql, params = _tail_query(args, since)
+            sql, params = _tail_query(args, store, since)
             try:
                 result = store.query(sql, params)
             except Exception as error:
@@ -180,11 +183,11 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     if args.iteration is not None:
         where += " AND iteration = {iteration:UInt32}"
         params["iteration"] = args.iteration
+    store = _store(args)
     sql = (
         "SELECT timestamp, level, iteration, exit_code, duration_ms, message, stdout, stderr, code_snapshot "
-        f"FROM {logs_table()} WHERE {where} ORDER BY timestamp DESC LIMIT 1"
+        f"FROM {store.logs} WHERE {where} ORDER BY timestamp DESC LIMIT 1"
     )
-    store = _store(args)
     try:
         result = store.query(sql, params)
     except Exception as error:

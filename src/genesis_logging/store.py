@@ -93,6 +93,7 @@ class Store(Protocol):
     """Runs SQL with named, typed parameters written ``{name:Type}`` in the text."""
 
     name: str
+    logs: str  # the qualified name of the logs table in this store
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult: ...
 
@@ -115,6 +116,7 @@ class LocalStore:
         if not self.directory.is_dir():
             raise ConfigurationError(f"log directory {self.directory} does not exist")
         self.name = f"local store {self.directory}"
+        self.logs = "genesis.logs"
         (self.directory / _EMPTY_FILE).touch()
         self._session: Any = chdb_session.Session(str(self.directory / CHDB_SUBDIR))
         self.ensure_view()
@@ -158,6 +160,7 @@ class ServerStore:
 
         self.settings = settings
         self.name = settings.redacted_url()
+        self.logs = logs_table(settings.database)
         self._client = Client(**{**settings.client_kwargs(), "database": "default"})
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:

@@ -1,0 +1,198 @@
+"""The TDD loop end to end in subprocesses: run, then failures / show / tail / query / load."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .clickhouse_server import LocalServer, Target
+
+FAILING = [
+    sys.executable,
+    "-c",
+    "import sys; print('collected 3 items'); sys.exit('TypeError: x is not a function')",
+]
+PASSING = [sys.executable, "-c", "print('3 passed')"]
+INJECTION = "x' OR 1=1 --"
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "GENESIS_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "genesis_logging", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**base, **env},
+    )
+
+
+def rows(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.fixture(params=["local", "server"])
+def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """Where the loop logs and reads: the local store, or the real test server."""
+    if request.param == "local":
+        return {"GENESIS_LOG_DIR": str(tmp_path / "logs")}
+    server: LocalServer = request.getfixturevalue("running_local_server")
+    target = Target("local", server.host, server.port)
+    database = f"loop_{os.getpid()}_{abs(hash(str(tmp_path))) % 100000}"
+    target.create_logs_table(database, "logs")
+    return {"CLICKHOUSE_URL": target.url(database)}
+
+
+@pytest.mark.integration
+class TestLoop:
+    """The specification's §4, from a failing run to the answer."""
+
+    def test_run_then_failures_show_tail_query(
+        self, store_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        code = tmp_path / "solution.py"
+        code.write_text("def add(a, b):\n    return a - b\n")
+        first = cli(
+            "run",
+            "--spec",
+            "spec_001",
+            "--iteration",
+            "auto",
+            "--sprint",
+            "S030",
+            "--task",
+            "T01",
+            "--snapshot",
+            str(code),
+            "--",
+            *FAILING,
+            env=store_env,
+        )
+        assert first.returncode == 1  # the command's own status
+        assert "collected 3 items" in first.stdout  # passed through live
+        assert "TypeError: x is not a function" in first.stderr
+        second = cli(
+            "run", "--spec", "spec_001", "--iteration", "auto", "--", *PASSING, env=store_env
+        )
+        assert second.returncode == 0
+        cli("run", "--spec", "spec_002", "--iteration", "7", "--", *FAILING, env=store_env)
+
+        failures = rows(cli("failures", "spec_001", "--format", "json", env=store_env))
+        assert [(r["iteration"], r["exit_code"], r["level"]) for r in failures] == [
+            (1, 1, "error")
+        ]
+        assert failures[0]["stderr"] == "TypeError: x is not a function\n"
+
+        shown = cli("show", "spec_001", "--iteration", "1", env=store_env)
+        assert shown.returncode == 0, shown.stderr
+        assert "exit code 1" in shown.stdout
+        assert "collected 3 items" in shown.stdout
+        assert "return a - b" in shown.stdout  # the code snapshot
+
+        latest = rows(cli("tail", "--spec", "spec_001", "--format", "json", env=store_env))
+        assert [(r["iteration"], r["exit_code"]) for r in latest] == [(1, 1), (2, 0)]
+        errors = rows(cli("tail", "--level", "error", "--format", "json", env=store_env))
+        assert sorted(r["spec_id"] for r in errors) == ["spec_001", "spec_002"]
+
+        table = (
+            "genesis.logs"
+            if "GENESIS_LOG_DIR" in store_env
+            else store_env["CLICKHOUSE_URL"].rsplit("/", 1)[1] + ".logs"
+        )
+        counted = rows(
+            cli(
+                "query",
+                f"SELECT spec_id, count() AS n FROM {table} GROUP BY spec_id ORDER BY spec_id",
+                "--format",
+                "json",
+                env=store_env,
+            )
+        )
+        assert [(r["spec_id"], int(r["n"])) for r in counted] == [("spec_001", 2), ("spec_002", 1)]
+
+        readable = cli("failures", "spec_002", env=store_env)
+        assert "exit_code" in readable.stdout.splitlines()[0]  # a header, aligned columns
+        assert "(1 row)" in readable.stdout
+
+    def test_injection_attempts_are_inert(self, store_env: dict[str, str]) -> None:
+        cli("run", "--spec", "spec_001", "--iteration", "1", "--", *FAILING, env=store_env)
+        for command in (
+            ["failures", INJECTION],
+            ["show", INJECTION],
+            ["tail", "--spec", INJECTION],
+            ["tail", "--level", INJECTION],
+        ):
+            result = cli(*command, "--format", "json", env=store_env)
+            assert result.stdout.strip() == "", command  # no rows: the value was data, not SQL
+            assert "Traceback" not in result.stderr
+        still = rows(cli("failures", "spec_001", "--format", "json", env=store_env))
+        assert len(still) == 1
+
+
+@pytest.mark.integration
+def test_load_reports_malformed_lines(running_local_server: LocalServer, tmp_path: Path) -> None:
+    target = Target("local", running_local_server.host, running_local_server.port)
+    target.create_logs_table("genesis_test", "loaded")
+    good = '{"timestamp": "2026-11-25T13:49:15.123Z", "level": "info", "message": "m%d", "spec_id": "s"}'
+    lines = [good % 1, "not json at all", good % 2, '{"level": "info"}', "", good % 3, "[1, 2]"]
+    first = tmp_path / "a.jsonl"
+    first.write_text("\n".join(lines) + "\n")
+    second = tmp_path / "b.jsonl"
+    second.write_text(good % 4 + "\n{broken\n")
+    result = cli(
+        "load",
+        str(first),
+        str(second),
+        "--table",
+        "loaded",
+        "--url",
+        target.url("genesis_test"),
+        env={},
+    )
+    assert result.returncode == 0, result.stderr
+    reported = [
+        line.split(": skipped")[0]
+        for line in result.stdout.splitlines()
+        if "skipped malformed" in line
+    ]
+    assert reported == [f"{first}:2", f"{first}:4", f"{first}:7", f"{second}:2"]
+    assert "loaded 4 records" in result.stdout
+    assert "loaded 4 records" in result.stderr  # the progress line
+    stored = sorted(
+        m for (m,) in target.client().execute("SELECT message FROM genesis_test.loaded")
+    )
+    assert stored == ["m1", "m2", "m3", "m4"]
+
+
+class TestMcpConfig:
+    """Client configuration for the official ClickHouse MCP server."""
+
+    def test_server_mode(self) -> None:
+        result = cli(
+            "mcp-config",
+            "--host",
+            "clickhouse.example.com",
+            env={"CLICKHOUSE_PASSWORD": "never-print-me"},
+        )
+        config = json.loads(result.stdout)["mcpServers"]["clickhouse"]
+        assert config["args"][-1] == "mcp-clickhouse"
+        assert config["env"]["CLICKHOUSE_USER"] == "genesis_readonly"
+        assert config["env"]["CLICKHOUSE_PORT"] == "8443"
+        assert config["env"]["CLICKHOUSE_SECURE"] == "true"
+        assert "never-print-me" not in result.stdout
+
+    def test_local_mode(self, tmp_path: Path) -> None:
+        result = cli("mcp-config", "--local", "--log-dir", str(tmp_path), env={})
+        env = json.loads(result.stdout)["mcpServers"]["clickhouse"]["env"]
+        assert env == {
+            "CHDB_ENABLED": "true",
+            "CHDB_DATA_PATH": str(tmp_path.resolve() / ".chdb"),
+            "CLICKHOUSE_ENABLED": "false",
+        }
