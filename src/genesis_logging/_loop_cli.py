@@ -17,7 +17,7 @@ from .errors import ConfigurationError
 from .formatter import row_from_json_object
 from .runner import run_and_log
 from .settings import ConnectionSettings
-from .store import CHDB_SUBDIR, LocalStoreHandler, Store, local_log_dir, open_store
+from .store import CHDB_SUBDIR, LocalStore, LocalStoreHandler, Store, local_log_dir, open_store
 from .transport import ClickHouseInserter
 
 __all__ = ["add_loop_commands"]
@@ -279,6 +279,8 @@ def cmd_mcp_config(args: argparse.Namespace, out: TextIO) -> int:
         directory = local_log_dir(args.log_dir)
         if directory is None:
             raise LoopCommandError("--local needs --log-dir or GENESIS_LOG_DIR")
+        directory.mkdir(parents=True, exist_ok=True)
+        LocalStore(directory).close()  # creates genesis.logs in the chDB path the server opens
         env = {
             "CHDB_ENABLED": "true",
             "CHDB_DATA_PATH": str(directory.resolve() / CHDB_SUBDIR),
