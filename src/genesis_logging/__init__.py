@@ -10,8 +10,10 @@ from .context import ContextFilter, current_context, log_context
 from .errors import ConfigurationError, DeliveryWarning, GenesisLoggingWarning
 from .formatter import GenesisJsonFormatter
 from .handler import ClickHouseHandler
+from .runner import RunResult, log_step, run_and_log
 from .schema import FIELDS, Field
 from .settings import ConnectionSettings
+from .store import LocalStoreHandler
 from .transport import ClickHouseInserter, Inserter
 
 __all__ = [
@@ -26,9 +28,13 @@ __all__ = [
     "GenesisJsonFormatter",
     "GenesisLoggingWarning",
     "Inserter",
+    "LocalStoreHandler",
+    "RunResult",
     "__version__",
     "attach_handler",
     "current_context",
     "log_context",
+    "log_step",
+    "run_and_log",
     "setup_logging",
 ]
