@@ -29,6 +29,11 @@ STANDARD_RECORD_ATTRIBUTES: Final = frozenset(
 ) | {"message", "asctime", "taskName", CONTEXT_ATTRIBUTE}
 
 _EXCEPTION_FORMATTER: Final = logging.Formatter()
+# Attributes a plain record has; fewer in __dict__ means no extra= (formatters may add some).
+_STANDARD_COUNT: Final = len(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
+_INT_BOUNDS: Final = {
+    name: f.bounds for name, f in SETTABLE_FIELDS.items() if f.bounds is not None
+}
 
 _MARKER_ROOM: Final = 80  # characters reserved for the truncation marker
 
@@ -95,20 +100,21 @@ class RecordConverter:
         self._merge(context, row, attributes)
         if isinstance(record.msg, Mapping) and not record.args:
             self._merge(record.msg, row, attributes)  # pino style: logger.info({...})
-        extras = {k: v for k, v in state.items() if k not in STANDARD_RECORD_ATTRIBUTES}
-        if extras:
-            self._merge(extras, row, attributes)
+        if len(state) > _STANDARD_COUNT or CONTEXT_ATTRIBUTE in state:  # extra= was given
+            extras = {k: v for k, v in state.items() if k not in STANDARD_RECORD_ATTRIBUTES}
+            if extras:
+                self._merge(extras, row, attributes)
 
         exception = self._exception(record)
         if exception:
             row["exception"] = exception
         limit = self.max_field_chars
-        for name, value in list(row.items()):
-            if type(value) is str and len(value) > limit:
-                row[name] = self._truncate(name, value, attributes)
-        for name, value in list(attributes.items()):
-            if len(value) > limit:
-                attributes[name] = self._truncate(name, value, attributes)
+        oversized = [n for n, v in row.items() if type(v) is str and len(v) > limit]
+        oversized_attributes = [n for n, v in attributes.items() if len(v) > limit]
+        for name in oversized:
+            row[name] = self._truncate(name, row[name], attributes)  # type: ignore[arg-type]
+        for name in oversized_attributes:
+            attributes[name] = self._truncate(name, attributes[name], attributes)
         if attributes:
             row["attributes"] = attributes
         return row
@@ -122,10 +128,22 @@ class RecordConverter:
 
     def _merge(self, values: Mapping[Any, object], row: Row, attributes: dict[str, str]) -> None:
         for key, value in values.items():
-            name = clean_text(key) if isinstance(key, str) else safe_str(key)
+            name = (
+                key
+                if type(key) is str and key.isascii()
+                else (clean_text(key) if isinstance(key, str) else safe_str(key))
+            )
             field = SETTABLE_FIELDS.get(name)
             if field is not None:
                 if value is None:
+                    continue
+                # Fast paths for the values callers normally pass.
+                bounds = _INT_BOUNDS.get(name)
+                if bounds is None and type(value) is str:
+                    row[name] = value if value.isascii() else clean_text(value)
+                    continue
+                if bounds is not None and type(value) is int and bounds[0] <= value <= bounds[1]:
+                    row[name] = value
                     continue
                 coerced = coerce_field(field, value)
                 if coerced is INVALID:  # the column gets its default, the value is kept

@@ -16,11 +16,16 @@ from .configure import setup_logging
 from .errors import ConfigurationError
 from .formatter import row_from_json_object
 from .runner import run_and_log
+from .schema import FIELDS, Source
 from .settings import ConnectionSettings
 from .store import CHDB_SUBDIR, LocalStore, LocalStoreHandler, Store, local_log_dir, open_store
 from .transport import ClickHouseInserter
 
 __all__ = ["add_loop_commands"]
+
+
+#: The text a captured run leaves: stdout, stderr and the code snapshot.
+_RUN_TEXT = tuple(f.name for f in FIELDS if f.source is Source.RUN and f.bulky)
 
 
 class LoopCommandError(Exception):
@@ -178,14 +183,15 @@ def cmd_tail(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
-    where = "spec_id = {spec:String} AND (stdout != '' OR stderr != '' OR code_snapshot != '')"
+    has_output = " OR ".join(f"{name} != ''" for name in _RUN_TEXT)
+    where = f"spec_id = {{spec:String}} AND ({has_output})"
     params: dict[str, Any] = {"spec": args.spec}
     if args.iteration is not None:
         where += " AND iteration = {iteration:UInt32}"
         params["iteration"] = args.iteration
     store = _store(args)
     sql = (
-        "SELECT timestamp, level, iteration, exit_code, duration_ms, message, stdout, stderr, code_snapshot "
+        f"SELECT timestamp, level, iteration, exit_code, duration_ms, message, {', '.join(_RUN_TEXT)} "
         f"FROM {store.logs} WHERE {where} ORDER BY timestamp DESC LIMIT 1"
     )
     try:
@@ -207,7 +213,7 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
         f"spec {args.spec} · iteration {run['iteration']} · exit code {run['exit_code']} · "
         f"{run['duration_ms']} ms · {run['timestamp']}\n{run['message']}\n"
     )
-    for name in ("stdout", "stderr", "code_snapshot"):
+    for name in _RUN_TEXT:
         out.write(f"\n----- {name} -----\n{run[name]}\n")
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -24,24 +24,33 @@ __all__ = [
 _LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
+_last_second: tuple[int, str] = (-1, "")
+
+
 def format_timestamp(milliseconds: int) -> str:
     """ISO-8601 UTC with milliseconds and ``Z``: ``2026-11-25T13:49:15.123Z``."""
+    global _last_second
     seconds, millis = divmod(milliseconds, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    cached_second, prefix = _last_second  # one tuple: safe to read while another thread sets it
+    if cached_second != seconds:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second = (seconds, prefix)
+    return f"{prefix}.{millis:03d}Z"
+
+
+_ORDER: Final = tuple((f.name, f.kind is Kind.TIMESTAMP, f.default) for f in FIELDS)
 
 
 def row_to_json_object(row: Row, *, keep_empty: bool = False) -> dict[str, Any]:
     """The JSON object of a row: schema order, ISO timestamp, empty fields left out."""
     data: dict[str, Any] = {}
-    for field in FIELDS:
-        value = row.get(field.name)
-        if value is None or value == "" or value == {}:
+    for name, is_timestamp, default in _ORDER:
+        value = row.get(name)
+        if value is None or (not value and type(value) is not int):  # None, "" or {}
             if not keep_empty:
                 continue
-            value = field.default
-        if field.kind is Kind.TIMESTAMP:
-            value = format_timestamp(value)  # type: ignore[arg-type]
-        data[field.name] = value
+            value = default
+        data[name] = format_timestamp(value) if is_timestamp else value  # type: ignore[arg-type]
     return data
 
 
