@@ -202,3 +202,27 @@ def test_fork_child_starts_clean(fake: FakeInserter) -> None:
     handler.close()
     assert fake.messages == ["parent pending"]
     logging.getLogger().debug("done")
+
+
+def test_refused_rows_rejoin_the_queue_when_room_returns(
+    fake: FakeInserter, tmp_path: Path
+) -> None:
+    """Under the spool policy, rows refused by a full queue are not left behind."""
+    fake.always = OSError("down")
+    handler, logger = make(
+        fake,
+        spool_dir=tmp_path,
+        queue_size=100,
+        batch_size=100,
+        queue_full_policy="spool",
+        flush_interval=0.02,
+        retry_max_delay=0.5,
+    )
+    for i in range(1450):
+        logger.info("r%d", i)
+    fake.always = None
+    wait_until(lambda: len(set(fake.messages)) == 1450, timeout=30)
+    stats = handler.stats()
+    assert stats["pending"] == 0
+    assert accounted(stats)
+    handler.close()

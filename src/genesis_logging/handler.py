@@ -443,6 +443,11 @@ class ClickHouseHandler(logging.Handler):
                     take = min(count, self.batch_size)
                     rows = [self._rows.popleft() for _ in range(take)]
                     self._in_flight += take
+                    if self._overflow:  # room again: refused rows rejoin the queue
+                        moved = self._overflow[: self.queue_size - len(self._rows)]
+                        del self._overflow[: len(moved)]
+                        self._rows.extend(moved)
+                        self._enqueued += len(moved)
                     if self._rows:
                         self._oldest_at = now
                     self._progress.notify_all()  # room for blocked callers
