@@ -99,21 +99,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         chdb = chdb_session.Session(directory)
         chdb.query("CREATE DATABASE IF NOT EXISTS bench")
-        results = [measure(chdb, profile, args.rows, args.specs) for profile in ("seed", "default")]
+        results = [
+            measure(chdb, profile, args.rows, args.specs) for profile in ("seed", "default")
+        ]
         chdb.close()
     seed, default = results
     assert seed["result_rows"] == default["result_rows"], "both profiles must answer the same"
-    print(f"{'profile':<9} {'rows read':>12} {'bytes read':>12} {'on disk':>12} {'query (median)':>15}")
+    print(
+        f"{'profile':<9} {'rows read':>12} {'bytes read':>12} {'on disk':>12} {'query (median)':>15}"
+    )
     for r in results:
         print(
             f"{r['profile']:<9} {r['rows_read']:>12,} {r['bytes_read']:>12,} "
             f"{r['bytes_on_disk'] / 1e6:>10.1f}MB {r['query_seconds_median'] * 1000:>12.1f}ms"
         )
-    print(f"default reads {seed['rows_read'] / max(1, default['rows_read']):.0f}x fewer rows than seed")
+    print(
+        f"default reads {seed['rows_read'] / max(1, default['rows_read']):.0f}x fewer rows than seed"
+    )
     RESULTS.mkdir(exist_ok=True)
     payload = {
         "benchmark": "schema_profiles",
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": __import__("os").cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": __import__("os").cpu_count(),
+        },
         "rows": args.rows,
         "specs": args.specs,
         "results": results,
