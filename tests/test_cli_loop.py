@@ -197,3 +197,35 @@ class TestMcpConfig:
             "CHDB_DATA_PATH": str(tmp_path.resolve() / ".chdb"),
             "CLICKHOUSE_ENABLED": "false",
         }
+
+
+def test_tail_follow_shows_new_records(tmp_path: Path) -> None:
+    env = {"GENESIS_LOG_DIR": str(tmp_path / "logs")}
+    cli("run", "--spec", "spec_001", "--iteration", "1", "--", *PASSING, env=env)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "GENESIS_"))}
+    follower = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "genesis_logging",
+            "tail",
+            "--follow",
+            "--interval",
+            "0.2",
+            "--format",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**base, **env},
+    )
+    try:
+        assert follower.stdout is not None
+        first = json.loads(follower.stdout.readline())
+        assert first["iteration"] == 1
+        cli("run", "--spec", "spec_001", "--iteration", "2", "--", *FAILING, env=env)
+        second = json.loads(follower.stdout.readline())  # arrives while following
+        assert (second["iteration"], second["exit_code"]) == (2, 1)
+    finally:
+        follower.kill()
+        follower.wait(10)
