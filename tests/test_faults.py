@@ -26,7 +26,7 @@ from genesis_logging import ClickHouseHandler, DeliveryWarning
 
 from . import strategies as hs
 from .clickhouse_server import LocalServer, Target
-from .fakes import wait_until
+from .fakes import rss_mb, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -57,14 +57,6 @@ def make_logger(handler: logging.Handler, name: str) -> logging.Logger:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     return logger
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def wait_for_delivery(

@@ -18,16 +18,9 @@ from genesis_logging.runner import (
 )
 
 from .conftest import Captured
+from .fakes import rss_mb
 
 PY = sys.executable
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def alive(pid: int) -> bool:

@@ -18,7 +18,15 @@ from .formatter import row_from_json_object
 from .runner import run_and_log
 from .schema import FIELDS, Source
 from .settings import ConnectionSettings
-from .store import CHDB_SUBDIR, LocalStore, LocalStoreHandler, Store, local_log_dir, open_store
+from .store import (
+    CHDB_SUBDIR,
+    LocalStore,
+    LocalStoreHandler,
+    QueryResult,
+    Store,
+    local_log_dir,
+    open_store,
+)
 from .transport import ClickHouseInserter
 
 __all__ = ["add_loop_commands"]
@@ -45,15 +53,20 @@ def _short(error: BaseException) -> str:
     return " ".join(f"{type(error).__name__}: {error}".split("Stack trace:")[0].split())
 
 
-def _show(
-    args: argparse.Namespace, out: TextIO, store: Store, sql: str, params: dict[str, Any]
-) -> int:
+def _query_once(store: Store, sql: str, params: dict[str, Any]) -> QueryResult:
+    """Run one query and close the store; a failure is a plain-words error."""
     try:
-        result = store.query(sql, params)
+        return store.query(sql, params)
     except Exception as error:
         raise LoopCommandError(f"query failed on {store.name}: {_short(error)}") from None
     finally:
         store.close()
+
+
+def _show(
+    args: argparse.Namespace, out: TextIO, store: Store, sql: str, params: dict[str, Any]
+) -> int:
+    result = _query_once(store, sql, params)
     render(result.columns, result.rows, args.format, out, colour=out.isatty())
     return 0
 
@@ -63,17 +76,11 @@ def _show(
 
 def _next_iteration(args: argparse.Namespace) -> int:
     store = _store(args)
-    try:
-        result = store.query(
-            f"SELECT max(iteration) AS last FROM {store.logs} WHERE spec_id = {{spec:String}}",
-            {"spec": args.spec},
-        )
-    except Exception as error:
-        raise LoopCommandError(
-            f"--iteration auto: cannot read {store.name}: {_short(error)}"
-        ) from None
-    finally:
-        store.close()
+    result = _query_once(
+        store,
+        f"SELECT max(iteration) AS last FROM {store.logs} WHERE spec_id = {{spec:String}}",
+        {"spec": args.spec},
+    )
     last = result.rows[0][0] if result.rows and result.rows[0][0] is not None else 0
     return int(last) + 1
 
@@ -194,12 +201,7 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
         f"SELECT timestamp, level, iteration, exit_code, duration_ms, message, {', '.join(_RUN_TEXT)} "
         f"FROM {store.logs} WHERE {where} ORDER BY timestamp DESC LIMIT 1"
     )
-    try:
-        result = store.query(sql, params)
-    except Exception as error:
-        raise LoopCommandError(f"query failed on {store.name}: {_short(error)}") from None
-    finally:
-        store.close()
+    result = _query_once(store, sql, params)
     if not result.rows:
         raise LoopCommandError(
             f"no run recorded for spec {args.spec!r}"
