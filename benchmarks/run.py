@@ -1,5 +1,9 @@
 """Where genesis-logging stands: caller overhead, delivery throughput, memory, formatter cost.
 
+Runs every benchmark of the handler and the formatter, then ``hot_path.py`` (the profile
+before and after the hot-path optimisation). ``schema_profiles.py`` (chDB, 5 M rows) is
+separate: it measures the table, not the logging.
+
 One command, against a real ClickHouse server the benchmark starts itself (Debian's
 clickhouse-server, as in the tests):
 
@@ -338,6 +342,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer records and rounds")
+    parser.add_argument("--skip-hot-path", action="store_true", help="do not run hot_path.py")
     args = parser.parse_args()
     scale = 10 if args.quick else 1
     command = find_server_binary()
@@ -378,6 +383,9 @@ def main() -> None:
     report(results)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
+    if not args.skip_hot_path:  # the profile before/after of the hot path, same run
+        print(flush=True)
+        subprocess.run([sys.executable, str(Path(__file__).parent / "hot_path.py")], check=True)
 
 
 def report(r: dict[str, Any]) -> None:
