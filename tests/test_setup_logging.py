@@ -41,6 +41,15 @@ class TestConsoleOnly:
         with pytest.raises(ConfigurationError, match="verbose"):
             setup_logging(level="verbose", stream=io.StringIO())
 
+    def test_driver_noise_is_quieted_unless_configured(self) -> None:
+        driver = logging.getLogger("clickhouse_driver")
+        driver.setLevel(logging.NOTSET)
+        setup_logging(stream=io.StringIO())
+        assert driver.level == logging.ERROR
+        driver.setLevel(logging.DEBUG)
+        setup_logging(stream=io.StringIO())
+        assert driver.level == logging.DEBUG  # a level someone chose is kept
+
     def test_twice_does_not_double_lines(self) -> None:
         stream = io.StringIO()
         setup_logging(stream=stream)

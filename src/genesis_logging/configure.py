@@ -42,7 +42,9 @@ def setup_logging(
     - a :class:`ClickHouseHandler` too when ``clickhouse`` is true, or, by default, when
       ``CLICKHOUSE_URL`` or ``CLICKHOUSE_HOST`` is set; ``clickhouse_options`` go to it,
       and ``GENESIS_SPOOL_DIR``, when set, turns its disk spool on;
-    - the root level from ``level``, else ``LOG_LEVEL``, else ``info``.
+    - the root level from ``level``, else ``LOG_LEVEL``, else ``info``;
+    - the ``clickhouse_driver`` logger at ``ERROR`` unless it has a level already (it
+      prints a traceback for every failed connection attempt).
 
     Calling it again replaces the handlers it installed (the old ClickHouse handler is
     closed, delivering what it holds); other handlers of the root logger are kept.
@@ -77,4 +79,9 @@ def setup_logging(
     for handler in handlers:
         attach_handler(handler, [""])
     root.setLevel(root_level)
+    driver = logging.getLogger("clickhouse_driver")
+    if driver.level == logging.NOTSET:
+        # The driver logs a traceback at WARNING for every failed connection attempt; our
+        # handler retries and reports delivery problems itself, once per interval.
+        driver.setLevel(logging.ERROR)
     return handlers
