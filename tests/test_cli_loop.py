@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from .clickhouse_server import LocalServer, Target
+from .fakes import run_cli as cli
 
 FAILING = [
     sys.executable,
@@ -20,17 +21,6 @@ FAILING = [
 ]
 PASSING = [sys.executable, "-c", "print('3 passed')"]
 INJECTION = "x' OR 1=1 --"
-
-
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "GENESIS_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "genesis_logging", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**base, **env},
-    )
 
 
 def rows(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:

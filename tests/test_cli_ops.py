@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -18,17 +17,7 @@ from .clickhouse_server import (
     Target,
     legacy_table_sql,
 )
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("CLICKHOUSE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "genesis_logging", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**environment, **(env or {})},
-    )
+from .fakes import run_cli as cli
 
 
 def no_trace(result: subprocess.CompletedProcess[str]) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -14,18 +12,7 @@ import pytest
 from genesis_logging import ClickHouseHandler, DeliveryWarning
 
 from .clickhouse_server import WRITER_USER, LocalServer, Target
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
-    return subprocess.run(
-        [sys.executable, "-m", "genesis_logging", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
+from .fakes import run_cli as cli
 
 
 def spool_records(target: Target, spool_dir: Path, count: int) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from .fakes import run_cli
+
 SECTION_4 = (
     "SELECT timestamp, level, stderr, exit_code, duration_ms FROM genesis.logs "
     "WHERE spec_id = 'spec_001' AND exit_code != 0 ORDER BY timestamp DESC LIMIT 10"
@@ -19,14 +21,7 @@ SECTION_4 = (
 
 
 def genesis(*args: str, log_dir: Path) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "GENESIS_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "genesis_logging", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**base, "GENESIS_LOG_DIR": str(log_dir)},
-    )
+    return run_cli(*args, env={"GENESIS_LOG_DIR": str(log_dir)})
 
 
 async def ask_mcp_server(env: dict[str, str], query: str) -> tuple[list[str], str]:

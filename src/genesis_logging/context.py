@@ -88,7 +88,28 @@ def _validate(fields: Mapping[str, object]) -> dict[str, object]:
     return valid
 
 
-class log_context(contextlib.ContextDecorator):  # noqa: N801 - used like a function
+class AsyncAwareDecorator(contextlib.ContextDecorator):
+    """A ``ContextDecorator`` that also wraps ``async`` functions around their awaits.
+
+    Subclasses provide ``_recreate_cm`` returning a fresh context manager per call, so a
+    decorated function stays re-entrant and thread-safe.
+    """
+
+    def __call__(self, func: _F) -> _F:
+        if inspect.iscoroutinefunction(func):
+            coroutine_function: Callable[..., Awaitable[Any]] = func
+
+            @functools.wraps(func)
+            async def run_in_context(*args: Any, **kwargs: Any) -> Any:
+                fresh: Any = self._recreate_cm()  # a subclass instance: a context manager
+                with fresh:
+                    return await coroutine_function(*args, **kwargs)
+
+            return run_in_context  # type: ignore[return-value]
+        return super().__call__(func)
+
+
+class log_context(AsyncAwareDecorator):  # noqa: N801 - used like a function
     """Bind TDD-loop fields for the records logged inside a block or function.
 
     Usable as ``with log_context(spec_id="spec_001", iteration=2): ...``, as a decorator
@@ -146,18 +167,6 @@ class log_context(contextlib.ContextDecorator):  # noqa: N801 - used like a func
         clone._fields = self._fields
         clone._tokens = []
         return clone
-
-    def __call__(self, func: _F) -> _F:
-        if inspect.iscoroutinefunction(func):
-            coroutine_function: Callable[..., Awaitable[Any]] = func
-
-            @functools.wraps(func)
-            async def run_in_context(*args: Any, **kwargs: Any) -> Any:
-                with self._recreate_cm():
-                    return await coroutine_function(*args, **kwargs)
-
-            return run_in_context  # type: ignore[return-value]
-        return super().__call__(func)
 
 
 class ContextFilter(logging.Filter):

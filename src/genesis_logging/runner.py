@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 import logging
 import os
 import shlex
@@ -19,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any, Final, TypeVar
 
 from ._convert import DEFAULT_MAX_FIELD_CHARS
-from .context import log_context
+from .context import AsyncAwareDecorator, log_context
 
 __all__ = [
     "EXIT_NOT_STARTED",
@@ -272,7 +270,7 @@ def _log_run(
         )
 
 
-class log_step(contextlib.ContextDecorator):  # noqa: N801 - used like a function
+class log_step(AsyncAwareDecorator):  # noqa: N801 - used like a function
     """Time a block and log the specification's "received / failed / done" records.
 
     ``with log_step("process order", task_id="T01"): ...`` logs ``process order:
@@ -322,14 +320,3 @@ class log_step(contextlib.ContextDecorator):  # noqa: N801 - used like a functio
 
     def __exit__(self, *exc_info: Any) -> bool:
         return bool(self._active.__exit__(*exc_info))
-
-    def __call__(self, func: _F) -> _F:
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def run_step(*args: Any, **kwargs: Any) -> Any:
-                with self._recreate_cm():
-                    return await func(*args, **kwargs)
-
-            return run_step  # type: ignore[return-value]
-        return super().__call__(func)
