@@ -77,3 +77,58 @@ def test_mcp_server_finds_the_failing_run(tmp_path: Path) -> None:
     assert rows[0]["level"] == "error"
     assert rows[0]["exit_code"] == 1
     assert rows[0]["stderr"] == "TypeError: x is not a function (line 15)\n"
+
+
+class TestLiveSession:
+    """The assistant stays connected for the whole chat while the loop runs (issue 14.1)."""
+
+    def test_the_loop_runs_and_is_seen_while_the_mcp_session_is_open(self, tmp_path: Path) -> None:
+        log_dir = tmp_path / "logs"
+        config = json.loads(genesis("mcp-config", "--local", log_dir=log_dir).stdout)
+        env = {**os.environ, **config["mcpServers"]["clickhouse"]["env"]}
+        asyncio.run(asyncio.wait_for(self._loop_with_live_session(env, log_dir), 300))
+
+    async def _loop_with_live_session(self, env: dict[str, str], log_dir: Path) -> None:
+        params = StdioServerParameters(
+            command=sys.executable, args=["-m", "mcp_clickhouse.main"], env=env
+        )
+        script = "import sys; n = int(sys.argv[1]); print('iteration', n); sys.exit(3 - n)"
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            for expected in (1, 2, 3):
+                # the CLI in a thread: the event loop keeps serving the MCP session meanwhile
+                ran = await asyncio.to_thread(
+                    genesis,
+                    "run", "--spec", "live", "--iteration", "auto", "--",
+                    sys.executable, "-c", script, str(expected),
+                    log_dir=log_dir,
+                )  # fmt: skip
+                assert ran.returncode == 3 - expected, ran.stderr
+                assert f"iteration {expected}" in ran.stdout
+                for command in (
+                    ("failures", "live"),
+                    ("tail", "--spec", "live", "-n", "5"),
+                    ("show", "live"),
+                    ("query", "SELECT count() FROM genesis.logs"),
+                    ("mcp-config", "--local"),  # again, for a second client
+                ):
+                    done = await asyncio.to_thread(genesis, *command, log_dir=log_dir)
+                    assert done.returncode == 0, (command, done.stderr)
+                    assert "Cannot lock" not in done.stdout + done.stderr
+                seen = await self._ask_until(session, expected)
+                assert seen == expected
+
+    @staticmethod
+    async def _ask_until(session: ClientSession, iteration: int) -> int:
+        """The run's iteration as the assistant sees it, asked until it appears (≤ 2 s)."""
+        query = "SELECT max(iteration) AS last FROM genesis.logs WHERE spec_id = 'live'"
+        deadline = asyncio.get_running_loop().time() + 2.0
+        while True:
+            result = await session.call_tool("run_chdb_select_query", {"query": query})
+            text = result.content[0].text if result.content else ""  # type: ignore[union-attr]
+            rows = json.loads(text)
+            assert isinstance(rows, list), text
+            last = int(rows[0]["last"])
+            if last >= iteration or asyncio.get_running_loop().time() > deadline:
+                return last
+            await asyncio.sleep(0.1)

@@ -19,13 +19,12 @@ from .runner import run_and_log
 from .schema import FIELDS, Source
 from .settings import ConnectionSettings
 from .store import (
-    CHDB_SUBDIR,
-    LocalStore,
     LocalStoreHandler,
     QueryResult,
     Store,
     local_log_dir,
     open_store,
+    prepare_mcp_data_path,
 )
 from .transport import ClickHouseInserter
 
@@ -288,10 +287,15 @@ def cmd_mcp_config(args: argparse.Namespace, out: TextIO) -> int:
         if directory is None:
             raise LoopCommandError("--local needs --log-dir or GENESIS_LOG_DIR")
         directory.mkdir(parents=True, exist_ok=True)
-        LocalStore(directory).close()  # creates genesis.logs in the chDB path the server opens
+        data_path, prepared = prepare_mcp_data_path(directory)
+        if not prepared:
+            sys.stderr.write(
+                f"genesis-logging: {data_path} is in use by a running MCP server; "
+                "it was prepared before that server started and is left as it is\n"
+            )
         env = {
             "CHDB_ENABLED": "true",
-            "CHDB_DATA_PATH": str(directory.resolve() / CHDB_SUBDIR),
+            "CHDB_DATA_PATH": str(data_path),
             "CLICKHOUSE_ENABLED": "false",
         }
     else:
@@ -349,7 +353,7 @@ def add_loop_commands(commands: Any, url_option: Any) -> None:
     tail = commands.add_parser("tail", parents=[store_options, output], help="the latest records")
     tail.add_argument("--spec")
     tail.add_argument("--level")
-    tail.add_argument("--limit", type=int, default=20)
+    tail.add_argument("--limit", "-n", type=int, default=20, help="how many records (default 20)")
     tail.add_argument("--follow", "-f", action="store_true")
     tail.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
     tail.set_defaults(handler=cmd_tail)

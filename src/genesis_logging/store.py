@@ -29,6 +29,7 @@ __all__ = [
     "ServerStore",
     "Store",
     "local_log_dir",
+    "prepare_mcp_data_path",
 ]
 
 CHDB_SUBDIR: Final = ".chdb"
@@ -105,31 +106,83 @@ def _structure() -> str:
     return ", ".join(f"{f.name} {types.get(f.kind, f.clickhouse_type)}" for f in FIELDS)
 
 
+def _chdb_session(path: str) -> Any:
+    from chdb import session as chdb_session_module
+
+    chdb_session: Any = chdb_session_module  # untyped third-party API
+    return chdb_session.Session(path)
+
+
+def _create_view(session: Any, directory: Path) -> None:
+    """(Re)create the view ``genesis.logs`` over the JSON-lines files in ``directory``."""
+    (directory / _EMPTY_FILE).touch()
+    pattern = quote_string(str(directory / "*.jsonl*"))
+    session.query("CREATE DATABASE IF NOT EXISTS genesis")
+    session.query(
+        "CREATE OR REPLACE VIEW genesis.logs AS SELECT * FROM "
+        f"file({pattern}, 'JSONEachRow', {quote_string(_structure())}) "
+        "SETTINGS date_time_input_format = 'best_effort'"
+    )
+
+
+def prepare_mcp_data_path(log_dir: str | os.PathLike[str]) -> tuple[Path, bool]:
+    """Create ``genesis.logs`` in ``<log_dir>/.chdb``, the chDB path the MCP server opens.
+
+    Returns the path and whether it was prepared now. A running MCP server holds the
+    path's lock; the path was then prepared before that server started, so it is left
+    alone (``False``).
+    """
+    directory = Path(log_dir).resolve()
+    path = directory / CHDB_SUBDIR
+    if _locked_by_another_process(path):
+        return path, False
+    session = _chdb_session(str(path))
+    try:
+        _create_view(session, directory)
+    finally:
+        session.close()
+    return path, True
+
+
+def _locked_by_another_process(chdb_path: Path) -> bool:
+    """Whether a chDB (or ClickHouse) process holds ``<chdb_path>/status``'s ``flock``."""
+    import fcntl
+
+    try:
+        descriptor = os.open(chdb_path / "status", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(descriptor)
+
+
 class LocalStore:
-    """The local store read through chDB, exposed as ``genesis.logs``."""
+    """The local store read through chDB, exposed as ``genesis.logs``.
+
+    The session is in memory: the store's files are the only state, and no lock is held
+    on a path, so any number of readers run beside the MCP server (which owns
+    ``<log_dir>/.chdb`` for as long as the assistant is connected).
+    """
 
     def __init__(self, log_dir: str | os.PathLike[str]) -> None:
-        from chdb import session as chdb_session_module
-
-        chdb_session: Any = chdb_session_module  # untyped third-party API
         self.directory = Path(log_dir).resolve()
         if not self.directory.is_dir():
             raise ConfigurationError(f"log directory {self.directory} does not exist")
         self.name = f"local store {self.directory}"
         self.logs = "genesis.logs"
-        (self.directory / _EMPTY_FILE).touch()
-        self._session: Any = chdb_session.Session(str(self.directory / CHDB_SUBDIR))
+        self._session: Any = _chdb_session(":memory:")
         self.ensure_view()
 
     def ensure_view(self) -> None:
         """(Re)create the view ``genesis.logs`` over the store's files."""
-        pattern = quote_string(str(self.directory / "*.jsonl*"))
-        self._session.query("CREATE DATABASE IF NOT EXISTS genesis")
-        self._session.query(
-            "CREATE OR REPLACE VIEW genesis.logs AS SELECT * FROM "
-            f"file({pattern}, 'JSONEachRow', {quote_string(_structure())}) "
-            "SETTINGS date_time_input_format = 'best_effort'"
-        )
+        _create_view(self._session, self.directory)
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
         import json
