@@ -73,7 +73,7 @@ def main() -> None:
             capture_output=True,
         )
         try:
-            before_src, after_src = worktree / "src", ROOT / "src"
+            before_src, after_src = worktree / "src", ROOT  # the layout moved to the top level
             before, after = [], []
             for i in range(args.rounds):
                 pair = (before_src, after_src) if i % 2 == 0 else (after_src, before_src)

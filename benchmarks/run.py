@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pythonjsonlogger.json import JsonFormatter  # noqa: E402
-from tests.clickhouse_server import LocalServer, Target, find_server_binary  # noqa: E402
 
 from genesis_logging import ClickHouseHandler, GenesisJsonFormatter  # noqa: E402
 from genesis_logging.transport import ClickHouseInserter  # noqa: E402
+from tests.clickhouse_server import LocalServer, Target, find_server_binary  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 EXTRA = {
@@ -249,7 +249,7 @@ def memory(server: LocalServer, target: Target, records: int, with_spool: bool) 
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert process.stdin is not None
     assert process.stdout is not None

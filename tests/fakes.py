@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
-from genesis_logging._convert import Row
+from genesis_logging._codec import Row
 
 
 class FakeInserter:
@@ -68,13 +69,29 @@ def rss_mb() -> float:
     return 0.0
 
 
+#: Where test subprocesses start: ``python -m`` puts the working directory on sys.path,
+#: and the checkout's ``genesis_logging/`` must never shadow the installed wheel.
+OUTSIDE_CHECKOUT: Final = tempfile.gettempdir()
+
+
+def cli_command(*args: str) -> list[str]:
+    """The command line of ``python -m genesis_logging ARGS``."""
+    return [sys.executable, "-m", "genesis_logging", *args]
+
+
+def clean_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without CLICKHOUSE_* / GENESIS_*, plus ``env``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "GENESIS_"))}
+    return {**base, **(env or {})}
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``python -m genesis_logging ARGS`` with no CLICKHOUSE_* / GENESIS_* inherited."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "GENESIS_"))}
     return subprocess.run(
-        [sys.executable, "-m", "genesis_logging", *args],
+        cli_command(*args),
         capture_output=True,
         text=True,
         timeout=120,
-        env={**base, **(env or {})},
+        env=clean_env(env),
+        cwd=OUTSIDE_CHECKOUT,
     )

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from .clickhouse_server import LocalServer, Target
+from .fakes import OUTSIDE_CHECKOUT, clean_env, cli_command
 from .fakes import run_cli as cli
 
 FAILING = [
@@ -192,22 +193,12 @@ class TestMcpConfig:
 def test_tail_follow_shows_new_records(tmp_path: Path) -> None:
     env = {"GENESIS_LOG_DIR": str(tmp_path / "logs")}
     cli("run", "--spec", "spec_001", "--iteration", "1", "--", *PASSING, env=env)
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "GENESIS_"))}
     follower = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "genesis_logging",
-            "tail",
-            "--follow",
-            "--interval",
-            "0.2",
-            "--format",
-            "json",
-        ],
+        cli_command("tail", "--follow", "--interval", "0.2", "--format", "json"),
         stdout=subprocess.PIPE,
         text=True,
-        env={**base, **env},
+        env=clean_env(env),
+        cwd=OUTSIDE_CHECKOUT,
     )
     try:
         assert follower.stdout is not None

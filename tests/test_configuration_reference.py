@@ -41,7 +41,7 @@ def test_every_option_with_its_default(cls: type, heading: str) -> None:
 
 def test_every_environment_variable_is_documented() -> None:
     used = set()
-    for path in (ROOT / "src" / "genesis_logging").rglob("*.py"):
+    for path in (ROOT / "genesis_logging").rglob("*.py"):
         used |= set(re.findall(r'(?:environ|env)\.get\("([A-Z_]+)"', path.read_text()))
     section = DOC.split("## Environment variables\n", 1)[1]
     documented = set(re.findall(r"^\| `([A-Z_]+)` \|", section, re.MULTILINE))

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import pathlib
-import subprocess
-import sys
 
 import yaml
 
 from genesis_logging.ddl import TableSpec, render_statements
 
+from .fakes import run_cli
+
 DEPLOY = pathlib.Path(__file__).resolve().parents[1] / "deploy"
 
 
 def test_init_sql_is_what_the_cli_renders_today() -> None:
-    rendered = subprocess.run(
-        [sys.executable, "-m", "genesis_logging", "schema"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    rendered = run_cli("schema").stdout
     assert (DEPLOY / "init.sql").read_text() == rendered
     assert rendered == "".join(f"{s};\n\n" for s in render_statements(TableSpec()))
 

@@ -109,14 +109,10 @@ def check_handler_options(options: dict[str, Any]) -> None:
             continue
         if key in ("service", "version"):
             actual = getattr(handler.converter, key)
-        elif key in ("spool_dir", "spool_max_bytes"):
-            spool = handler._spool
-            assert spool is not None
-            actual = str(spool.directory) if key == "spool_dir" else spool.max_bytes
         elif hasattr(handler.settings, key):
             actual = getattr(handler.settings, key)
         else:
-            actual = getattr(handler, key)
+            actual = getattr(handler.config, key)
         assert actual == value, key
 
 

@@ -109,7 +109,7 @@ class TestServerFaults:
         assert stats["dropped"] == {}, stats
         assert set(seen) == {f"k{i}" for i in range(total)}  # 0 lost
         # Debian's 18.16 cannot deduplicate: at-least-once, a batch per fault at most.
-        assert sum(seen.values()) - total <= 3 * handler.batch_size
+        assert sum(seen.values()) - total <= 3 * handler.config.batch_size
 
     def test_server_stopped_for_30_seconds(
         self, local_server: LocalServer, tmp_path: Path

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from genesis_logging import GenesisJsonFormatter, log_context
-from genesis_logging.formatter import format_timestamp
+from genesis_logging._codec import format_timestamp
 from genesis_logging.schema import FIELD_NAMES
 
 from .conftest import Captured, make_captured

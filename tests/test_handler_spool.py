@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import select
+import signal
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,25 +180,31 @@ def test_spool_policy_needs_a_directory() -> None:
 
 
 def test_fork_child_starts_clean(fake: FakeInserter) -> None:
+    """The child has its own empty queue, free locks and its own worker."""
     handler, logger = make(fake)
     fake.gate.clear()
     logger.info("parent pending")
+    assert not handler.drain(0.05)  # cut now ...
+    wait_until(fake.entered.is_set)  # ... and the parent's worker holds it, inside insert
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child
         try:
             stats = handler.stats()
-            ok = stats["pending"] == 0 and stats["emitted"] == 0 and not handler._mutex.locked()
-            child_fake = FakeInserter()
-            handler._inserter = child_fake  # the fake's gate is shut in the parent's copy
+            ok = stats["pending"] == 0 and stats["emitted"] == 0
+            fake.gate.set()  # the child's copy of the fake; the parent's stays shut
             logger.info("child record")
             handler.close()
-            ok = ok and child_fake.messages == ["child record"]
+            ok = ok and fake.messages == ["child record"]
             os.write(write_end, b"1" if ok else b"0")
         finally:
             os._exit(0)
     os.close(write_end)
+    ready, _, _ = select.select([read_end], [], [], 30)
+    if not ready:  # a lock inherited in a held state would hang the child
+        os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
+    assert ready, "the child hung"
     assert os.read(read_end, 1) == b"1"
     fake.gate.set()
     handler.close()

@@ -289,6 +289,24 @@ class TestFaults:
         assert fake.messages == ["outer"]
         assert handler.stats()["dropped"] == {"recursion": 1}
 
+    def test_a_value_that_logs_while_converted_is_not_queued_again(
+        self, fake: FakeInserter
+    ) -> None:
+        """The guard covers the caller's thread too: a ``__repr__`` that logs is counted."""
+        handler, logger = make(fake)
+
+        class Chatty:
+            def __repr__(self) -> str:
+                logger.warning("rendering Chatty")  # e.g. an ORM object that logs
+                return "chatty"
+
+        logger.info("outer", extra={"thing": Chatty()})
+        handler.close()
+        assert fake.messages == ["outer"]
+        assert fake.batches[0][0]["attributes"] == {"thing": "chatty"}
+        assert handler.stats()["dropped"] == {"recursion": 1}
+        assert balanced(handler.stats())
+
     def test_a_dead_worker_is_restarted_and_counted(self, fake: FakeInserter) -> None:
         class Fatal(BaseException):
             pass
@@ -452,8 +470,9 @@ class TestDictConfig:
             elif hasattr(handler.settings, key):
                 assert getattr(handler.settings, key) == value, key
             else:
-                assert getattr(handler, key) == value, key
+                assert getattr(handler.config, key) == value, key
         assert "hunter2" not in repr(handler)
+        assert "hunter2" not in repr(handler.config)
         handler.close()
 
     def test_url_and_environment_fallbacks(self, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,7 +60,7 @@ class TestNothingElseListsTheFields:
     """No module but schema.py spells out the field list."""
 
     def test_no_other_module_lists_several_field_names(self) -> None:
-        package = pathlib.Path(__file__).parents[1] / "src" / "genesis_logging"
+        package = pathlib.Path(__file__).parents[1] / "genesis_logging"
         names = set(FIELD_NAMES) - {"message", "level", "timestamp", "logger", "version"}
         for path in package.rglob("*.py"):
             if path.name == "schema.py":

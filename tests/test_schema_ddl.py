@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from genesis_logging import log_context
+from genesis_logging._codec import row_to_json_object
 from genesis_logging.ddl import (
     TableSpec,
     readonly_user_statements,
     render_statements,
 )
-from genesis_logging.formatter import row_to_json_object
 from genesis_logging.operations import Features, upgrade_statements
 from genesis_logging.schema import FIELDS, SEED_FIELDS
 

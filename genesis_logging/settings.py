@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -68,30 +68,24 @@ class ConnectionSettings:
 
     @classmethod
     def resolve(
-        cls,
-        *,
-        url: str | None = None,
-        host: str | None = None,
-        port: int | str | None = None,
-        user: str | None = None,
-        password: str | None = None,
-        database: str | None = None,
-        secure: bool | str | None = None,
-        verify: bool | str | None = None,
-        ca_certs: str | None = None,
-        connect_timeout: float | str | None = None,
-        send_receive_timeout: float | str | None = None,
-        compression: str | None = None,
-        environ: Mapping[str, str] | None = None,
+        cls, *, environ: Mapping[str, str] | None = None, **options: object
     ) -> ConnectionSettings:
         """Combine options, URL and environment into validated settings.
 
+        Args:
+            environ: the environment to read (default ``os.environ``).
+            options: ``url`` and any field of these settings; ``None`` means "not given".
+
         Raises:
-            ConfigurationError: a malformed URL, port, timeout or boolean, an unknown
-                compression, or a compression whose package is not installed.
+            ConfigurationError: an unknown option, a malformed URL, port, timeout or
+                boolean, an unknown compression, or one whose package is not installed.
         """
+        unknown = sorted(set(options) - _OPTIONS)
+        if unknown:
+            raise ConfigurationError(f"unknown connection option {unknown[0]!r}")
         env = os.environ if environ is None else environ
-        from_url = _parse_url(url if url is not None else env.get("CLICKHOUSE_URL"))
+        url = options.pop("url", None)
+        from_url = _parse_url(str(url) if url is not None else env.get("CLICKHOUSE_URL"))
         from_env: dict[str, Any] = {
             "host": env.get("CLICKHOUSE_HOST"),
             "port": env.get("CLICKHOUSE_PORT"),
@@ -100,19 +94,7 @@ class ConnectionSettings:
             "database": env.get("CLICKHOUSE_DATABASE"),
             "secure": env.get("CLICKHOUSE_SECURE"),
         }
-        given: dict[str, Any] = {
-            "host": host,
-            "port": port,
-            "user": user,
-            "password": password,
-            "database": database,
-            "secure": secure,
-            "verify": verify,
-            "ca_certs": ca_certs,
-            "connect_timeout": connect_timeout,
-            "send_receive_timeout": send_receive_timeout,
-            "compression": compression,
-        }
+        given = options
         merged: dict[str, Any] = {}
         for layer in (from_env, from_url, given):
             merged.update({k: v for k, v in layer.items() if v is not None and v != ""})
@@ -235,3 +217,6 @@ def _parse_url(url: str | None) -> dict[str, Any]:
             raise ConfigurationError(f"unknown ClickHouse URL parameter {key!r}")
         values[key] = items[-1]
     return values
+
+
+_OPTIONS = frozenset({"url", *(f.name for f in fields(ConnectionSettings))})

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final, TypeVar
 
-from ._convert import DEFAULT_MAX_FIELD_CHARS
+from ._codec import DEFAULT_MAX_FIELD_CHARS
 from .context import AsyncAwareDecorator, log_context
 
 __all__ = [
@@ -179,7 +179,6 @@ def run_and_log(
     out = _Capture(max_output_bytes, sys.stdout.buffer if echo else None)
     err = _Capture(max_output_bytes, sys.stderr.buffer if echo else None)
     started = time.monotonic()
-    timed_out = False
     try:
         process = subprocess.Popen(
             argv,
@@ -197,22 +196,7 @@ def run_and_log(
         result = RunResult(shown, EXIT_NOT_STARTED, "", reason, duration_ms, started=False)
         _log_run(log, result, spec_id, iteration, sprint_id, task_id, snapshot, cwd, timeout)
         return result
-    assert process.stdout is not None
-    assert process.stderr is not None
-    pumps = [
-        threading.Thread(target=out.pump, args=(process.stdout,), daemon=True),
-        threading.Thread(target=err.pump, args=(process.stderr,), daemon=True),
-    ]
-    for pump in pumps:
-        pump.start()
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_tree(process)
-        process.wait()
-    for pump in pumps:
-        pump.join(_PIPE_GRACE)  # a background grandchild may hold the pipe open forever
+    timed_out = _wait_capturing(process, out, err, timeout)
     duration_ms = round((time.monotonic() - started) * 1000)
     stderr = err.text()
     if timed_out:
@@ -229,6 +213,30 @@ def run_and_log(
     )
     _log_run(log, result, spec_id, iteration, sprint_id, task_id, snapshot, cwd, timeout)
     return result
+
+
+def _wait_capturing(
+    process: subprocess.Popen[bytes], out: _Capture, err: _Capture, timeout: float | None
+) -> bool:
+    """Capture both streams until the process ends; ``True`` if it had to be killed."""
+    assert process.stdout is not None
+    assert process.stderr is not None
+    pumps = [
+        threading.Thread(target=out.pump, args=(process.stdout,), daemon=True),
+        threading.Thread(target=err.pump, args=(process.stderr,), daemon=True),
+    ]
+    for pump in pumps:
+        pump.start()
+    timed_out = False
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_tree(process)
+        process.wait()
+    for pump in pumps:
+        pump.join(_PIPE_GRACE)  # a background grandchild may hold the pipe open forever
+    return timed_out
 
 
 def _log_run(

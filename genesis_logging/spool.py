@@ -9,7 +9,6 @@ a process that died is taken back.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import time
@@ -18,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from ._convert import Row
-from .formatter import row_from_json_object, row_to_json_object
+from ._codec import Row, row_from_json_line, row_to_json_line
+from ._config import DEFAULT_SPOOL_MAX_BYTES
 
 __all__ = ["DEFAULT_SPOOL_MAX_BYTES", "Spool", "SpoolFile", "SpoolStatus"]
 
-DEFAULT_SPOOL_MAX_BYTES: Final = 256 * 1024 * 1024
 _SUFFIX: Final = ".jsonl"
 _CLAIMED: Final = ".claimed-"
 _NAME: Final = re.compile(
@@ -115,10 +113,7 @@ class Spool:
             OSError: the file could not be written (read-only, disk full); nothing is
                 left behind. A batch larger than the whole cap raises too.
         """
-        data = "".join(
-            json.dumps(row_to_json_object(row), ensure_ascii=False, separators=(",", ":")) + "\n"
-            for row in rows
-        ).encode("utf-8")
+        data = "".join(map(row_to_json_line, rows)).encode("utf-8")
         if len(data) > self.max_bytes:
             raise OSError(f"batch of {len(data)} bytes exceeds the spool cap of {self.max_bytes}")
         evicted = self._make_room(len(data))
@@ -208,8 +203,8 @@ class Spool:
                 if not line.strip():
                     continue
                 try:
-                    rows.append(row_from_json_object(json.loads(line)))
-                except (ValueError, TypeError, AttributeError):
+                    rows.append(row_from_json_line(line))
+                except ValueError:
                     bad += 1
         return rows, bad
 

@@ -1,24 +1,39 @@
-"""LogRecord -> row: the conversion shared by the console formatter and the handler.
+"""The row codec: LogRecord -> row, and row <-> JSON line.
 
-A row is a ``dict`` holding the schema fields that have a value, in schema order's
-terms: ``timestamp`` (int, milliseconds since the epoch, UTC), ``level``, ``message``,
-``logger`` and ``service`` always; the others only when supplied or derived. Rendering
-(JSON, columns) is left to the caller.
+A row is a ``dict`` holding the schema fields that have a value: ``timestamp`` (int,
+milliseconds since the epoch, UTC), ``level``, ``message``, ``logger`` and ``service``
+always; the others only when supplied or derived. The console formatter, the handler,
+the spool and the local store all read and write rows through this module; columns for
+an insert are the transport's business.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final, TypeAlias
 
 from ._values import INVALID, clean_text, coerce_field, safe_str, to_attribute
 from .context import CONTEXT_ATTRIBUTE, current_context
-from .schema import DEFAULT_SERVICE, SETTABLE_FIELDS
+from .schema import DEFAULT_SERVICE, FIELDS, SETTABLE_FIELDS, Kind
 
-__all__ = ["DEFAULT_MAX_FIELD_CHARS", "STANDARD_RECORD_ATTRIBUTES", "RecordConverter", "Row"]
+__all__ = [
+    "DEFAULT_MAX_FIELD_CHARS",
+    "STANDARD_RECORD_ATTRIBUTES",
+    "RecordConverter",
+    "Row",
+    "RowValue",
+    "format_timestamp",
+    "row_from_json_line",
+    "row_from_json_object",
+    "row_to_json_line",
+    "row_to_json_object",
+]
 
 RowValue: TypeAlias = "str | int | dict[str, str]"
 Row: TypeAlias = "dict[str, RowValue]"
@@ -185,3 +200,69 @@ class RecordConverter:
         except Exception as error:  # a broken traceback object must not cost the record
             parts.append(f"<exception could not be formatted: {safe_str(error)}>")
         return clean_text("\n".join(parts))
+
+
+# -- row <-> JSON ---------------------------------------------------------------------------
+
+_last_second: tuple[int, str] = (-1, "")
+
+
+def format_timestamp(milliseconds: int) -> str:
+    """ISO-8601 UTC with milliseconds and ``Z``: ``2026-11-25T13:49:15.123Z``."""
+    global _last_second
+    seconds, millis = divmod(milliseconds, 1000)
+    cached_second, prefix = _last_second  # one tuple: safe to read while another thread sets it
+    if cached_second != seconds:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second = (seconds, prefix)
+    return f"{prefix}.{millis:03d}Z"
+
+
+_ORDER: Final = tuple((f.name, f.kind is Kind.TIMESTAMP, f.default) for f in FIELDS)
+
+
+def row_to_json_object(row: Row, *, keep_empty: bool = False) -> dict[str, Any]:
+    """The JSON object of a row: schema order, ISO timestamp, empty fields left out."""
+    data: dict[str, Any] = {}
+    for name, is_timestamp, default in _ORDER:
+        value = row.get(name)
+        if value is None or (not value and type(value) is not int):  # None, "" or {}
+            if not keep_empty:
+                continue
+            value = default
+        data[name] = format_timestamp(value) if is_timestamp else value  # type: ignore[arg-type]
+    return data
+
+
+def row_from_json_object(data: dict[str, Any]) -> Row:
+    """Inverse of :func:`row_to_json_object` for lines this package wrote."""
+    row: Row = {}
+    for field in FIELDS:
+        if field.name not in data:
+            continue
+        value = data[field.name]
+        if field.kind is Kind.TIMESTAMP:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            value = round(moment.timestamp() * 1000)
+        row[field.name] = value
+    return row
+
+
+def row_to_json_line(row: Row) -> str:
+    """One ``JSONEachRow`` line (UTF-8 text, newline included) for storage."""
+    return json.dumps(row_to_json_object(row), ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def row_from_json_line(line: str) -> Row:
+    """The row of one stored line.
+
+    Raises:
+        ValueError: the line is not a JSON object with a valid timestamp.
+    """
+    data = json.loads(line)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    try:
+        return row_from_json_object(data)
+    except (TypeError, AttributeError) as error:
+        raise ValueError(f"not a genesis record: {error}") from None

@@ -214,7 +214,19 @@ def diagnose(
         report.add("INFO", hint)
         return report
     report.add("OK", f"table {database}.{table} exists")
-    columns = {str(name): str(ch_type) for name, ch_type in rows}
+    _check_columns(report, {str(n): str(t) for n, t in rows}, database, table, features)
+    error = can_insert()
+    if error is None:
+        report.add("OK", "this user can insert")
+    else:
+        report.add("FAIL", f"this user cannot insert: {error}")
+    return report
+
+
+def _check_columns(
+    report: DoctorReport, columns: dict[str, str], database: str, table: str, features: Features
+) -> None:
+    """Each record field against the table's column of that name."""
     missing = []
     for field_ in FIELDS:
         if field_.name not in columns:
@@ -235,9 +247,3 @@ def diagnose(
             "INFO",
             f"extra columns {', '.join(extra)}: not written by genesis-logging (they take their defaults)",
         )
-    error = can_insert()
-    if error is None:
-        report.add("OK", "this user can insert")
-    else:
-        report.add("FAIL", f"this user cannot insert: {error}")
-    return report

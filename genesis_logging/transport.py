@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from ._convert import Row, RowValue
+from ._codec import Row, RowValue
 from .ddl import quote_identifier
 from .schema import FIELDS, Field, Kind
 from .settings import ConnectionSettings
@@ -74,21 +74,20 @@ class ClickHouseInserter:
     Args:
         settings: where to connect.
         table: table name inside ``settings.database``.
-        on_missing_columns: called once per connection with the record fields the
-            table lacks, when there are any.
+    Attributes:
+        missing_columns: the record fields the table lacks (learned on connecting); the
+            deliverer reports them.
     """
 
     def __init__(
         self,
         settings: ConnectionSettings,
         table: str = "logs",
-        *,
-        on_missing_columns: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.table = table
         self._target = f"{quote_identifier(settings.database)}.{quote_identifier(table)}"
-        self._on_missing_columns = on_missing_columns
+        self.missing_columns: list[str] = []
         self._client: Any = None
         self._plan: list[tuple[str, RowValue, ColumnAdapter | None]] = []
         self._statement = ""
@@ -126,11 +125,9 @@ class ClickHouseInserter:
             for field in FIELDS
             if field.name in types
         ]
-        missing = [field.name for field in FIELDS if field.name not in types]
+        self.missing_columns = [field.name for field in FIELDS if field.name not in types]
         names = ", ".join(name for name, _, _ in self._plan)
         self._statement = f"INSERT INTO {self._target} ({names}) VALUES"
-        if missing and self._on_missing_columns is not None:
-            self._on_missing_columns(missing)
 
     @property
     def columns(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""CLI commands of the TDD loop: run, query, failures, tail, show, load, mcp-config."""
+"""``genesis-logging run|query|failures|tail|show|load|mcp-config``: the TDD loop."""
 
 from __future__ import annotations
 
@@ -8,25 +8,31 @@ import logging
 import os
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._output import render
-from .configure import setup_logging
-from .errors import ConfigurationError
-from .formatter import row_from_json_object
-from .runner import run_and_log
-from .schema import FIELDS, Source
-from .settings import ConnectionSettings
-from .store import (
-    LocalStoreHandler,
-    QueryResult,
-    Store,
-    local_log_dir,
-    open_store,
-    prepare_mcp_data_path,
+from genesis_logging._codec import Row, row_from_json_line
+from genesis_logging._replay import insert_in_chunks
+from genesis_logging.configure import setup_logging
+from genesis_logging.runner import run_and_log
+from genesis_logging.schema import FIELDS, Source
+from genesis_logging.store import LocalStoreHandler, Store, local_log_dir, prepare_mcp_data_path
+from genesis_logging.transport import ClickHouseInserter
+
+from ._common import (
+    CommandError,
+    add_format_option,
+    add_url_option,
+    connection_settings,
+    describe,
+    open_log_store,
+    query_once,
+    show_result,
+    store_options,
 )
-from .transport import ClickHouseInserter
+from ._output import render
 
 __all__ = ["add_loop_commands"]
 
@@ -35,47 +41,12 @@ __all__ = ["add_loop_commands"]
 _RUN_TEXT = tuple(f.name for f in FIELDS if f.source is Source.RUN and f.bulky)
 
 
-class LoopCommandError(Exception):
-    """A plain-words failure (exit status 1)."""
-
-
-def _store(args: argparse.Namespace) -> Store:
-    try:
-        return open_store(url=getattr(args, "url", None), log_dir=getattr(args, "log_dir", None))
-    except ConfigurationError as error:
-        raise LoopCommandError(str(error)) from None
-    except Exception as error:
-        raise LoopCommandError(f"cannot open the log store: {_short(error)}") from None
-
-
-def _short(error: BaseException) -> str:
-    return " ".join(f"{type(error).__name__}: {error}".split("Stack trace:")[0].split())
-
-
-def _query_once(store: Store, sql: str, params: dict[str, Any]) -> QueryResult:
-    """Run one query and close the store; a failure is a plain-words error."""
-    try:
-        return store.query(sql, params)
-    except Exception as error:
-        raise LoopCommandError(f"query failed on {store.name}: {_short(error)}") from None
-    finally:
-        store.close()
-
-
-def _show(
-    args: argparse.Namespace, out: TextIO, store: Store, sql: str, params: dict[str, Any]
-) -> int:
-    result = _query_once(store, sql, params)
-    render(result.columns, result.rows, args.format, out, colour=out.isatty())
-    return 0
-
-
 # -- run ---------------------------------------------------------------------------------
 
 
 def _next_iteration(args: argparse.Namespace) -> int:
-    store = _store(args)
-    result = _query_once(
+    store = open_log_store(args)
+    result = query_once(
         store,
         f"SELECT max(iteration) AS last FROM {store.logs} WHERE spec_id = {{spec:String}}",
         {"spec": args.spec},
@@ -87,16 +58,16 @@ def _next_iteration(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     command = [part for part in args.cmd if part != "--"] if args.cmd else []
     if not command:
-        raise LoopCommandError("nothing to run: give the command after --")
+        raise CommandError("nothing to run: give the command after --")
     log_dir = local_log_dir(args.log_dir)
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
     try:
         iteration = _next_iteration(args) if args.iteration == "auto" else int(args.iteration)
     except ValueError:
-        raise LoopCommandError("--iteration must be a whole number >= 0 or 'auto'") from None
+        raise CommandError("--iteration must be a whole number >= 0 or 'auto'") from None
     if iteration < 0:
-        raise LoopCommandError("--iteration must be a whole number >= 0 or 'auto'")
+        raise CommandError("--iteration must be a whole number >= 0 or 'auto'")
     handlers = setup_logging(stream=sys.stderr)
     if log_dir is not None:
         store_handler = LocalStoreHandler(log_dir)
@@ -127,17 +98,17 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_query(args: argparse.Namespace, out: TextIO) -> int:
-    return _show(args, out, _store(args), args.sql, {})
+    return show_result(args, out, open_log_store(args), args.sql, {})
 
 
 def cmd_failures(args: argparse.Namespace, out: TextIO) -> int:
-    store = _store(args)
+    store = open_log_store(args)
     sql = (
         "SELECT timestamp, level, iteration, stderr, exit_code, duration_ms "
         f"FROM {store.logs} WHERE spec_id = {{spec:String}} AND exit_code != 0 "
         "ORDER BY timestamp DESC LIMIT {limit:UInt32}"
     )
-    return _show(args, out, store, sql, {"spec": args.spec, "limit": args.limit})
+    return show_result(args, out, store, sql, {"spec": args.spec, "limit": args.limit})
 
 
 def _tail_query(
@@ -162,7 +133,7 @@ def _tail_query(
 
 
 def cmd_tail(args: argparse.Namespace, out: TextIO) -> int:
-    store = _store(args)
+    store = open_log_store(args)
     since = None
     try:
         while True:
@@ -170,7 +141,7 @@ def cmd_tail(args: argparse.Namespace, out: TextIO) -> int:
             try:
                 result = store.query(sql, params)
             except Exception as error:
-                raise LoopCommandError(f"query failed on {store.name}: {_short(error)}") from None
+                raise CommandError(f"query failed on {store.name}: {describe(error)}") from None
             rows = list(reversed(result.rows))
             if rows or since is None:
                 render(result.columns, rows, args.format, out, colour=out.isatty())
@@ -195,14 +166,14 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     if args.iteration is not None:
         where += " AND iteration = {iteration:UInt32}"
         params["iteration"] = args.iteration
-    store = _store(args)
+    store = open_log_store(args)
     sql = (
         f"SELECT timestamp, level, iteration, exit_code, duration_ms, message, {', '.join(_RUN_TEXT)} "
         f"FROM {store.logs} WHERE {where} ORDER BY timestamp DESC LIMIT 1"
     )
-    result = _query_once(store, sql, params)
+    result = query_once(store, sql, params)
     if not result.rows:
-        raise LoopCommandError(
+        raise CommandError(
             f"no run recorded for spec {args.spec!r}"
             + (f" iteration {args.iteration}" if args.iteration is not None else "")
         )
@@ -219,60 +190,56 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _rows_of(files: list[str], out: TextIO, malformed: list[int]) -> Iterator[Row]:
+    """The records of console JSON-lines files; malformed lines are reported and counted."""
+    for name in files:
+        try:
+            handle = open(name, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed by the with below
+        except OSError as error:
+            raise CommandError(f"{name}: {error.strerror}") from None
+        with handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = row_from_json_line(line)
+                    if "timestamp" not in row or "message" not in row:
+                        raise ValueError("not a genesis record (no timestamp or message)")
+                except ValueError as error:
+                    malformed[0] += 1
+                    out.write(f"{name}:{number}: skipped malformed line: {error}\n")
+                    continue
+                yield row
+
+
 def cmd_load(args: argparse.Namespace, out: TextIO) -> int:
-    try:
-        settings = ConnectionSettings.resolve(url=args.url)
-    except ConfigurationError as error:
-        raise LoopCommandError(str(error)) from None
+    settings = connection_settings(args.url)
     inserter = ClickHouseInserter(settings, args.table)
-    batch: list[Any] = []
-    loaded = malformed = 0
+    malformed = [0]
+    loaded = 0
     progress = sys.stderr
 
-    def flush() -> None:
+    def insert(rows: Any, token: str | None) -> None:
         nonlocal loaded
-        if batch:
-            try:
-                inserter.insert(batch)
-            except Exception as error:
-                raise LoopCommandError(
-                    f"insert into {settings.redacted_url()} failed: {_short(error)}"
-                ) from None
-            loaded += len(batch)
-            batch.clear()
-            progress.write(f"\rloaded {loaded} records" + (" " * 10))
-            progress.flush()
+        try:
+            inserter.insert(rows, token)
+        except Exception as error:
+            raise CommandError(
+                f"insert into {settings.redacted_url()} failed: {describe(error, settings)}"
+            ) from None
+        loaded += len(rows)
+        progress.write(f"\rloaded {loaded} records" + (" " * 10))
+        progress.flush()
 
     try:
-        for name in args.files:
-            try:
-                handle = open(name, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed by the with below
-            except OSError as error:
-                raise LoopCommandError(f"{name}: {error.strerror}") from None
-            with handle:
-                for number, line in enumerate(handle, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        data = json.loads(line)
-                        if not isinstance(data, dict):
-                            raise ValueError("not a JSON object")
-                        row = row_from_json_object(data)
-                        if "timestamp" not in row or "message" not in data:
-                            raise ValueError("not a genesis record (no timestamp or message)")
-                    except (ValueError, TypeError) as error:
-                        malformed += 1
-                        out.write(f"{name}:{number}: skipped malformed line: {error}\n")
-                        continue
-                    batch.append(row)
-                    if len(batch) >= args.batch_size:
-                        flush()
-        flush()
+        rows = _rows_of(args.files, out, malformed)
+        insert_in_chunks(insert, rows, args.batch_size, uuid.uuid4().hex)
     finally:
         inserter.close()
     progress.write("\n")
     out.write(
-        f"loaded {loaded} records into {settings.redacted_url()} table {args.table}; {malformed} malformed lines skipped\n"
+        f"loaded {loaded} records into {settings.redacted_url()} table {args.table}; "
+        f"{malformed[0]} malformed lines skipped\n"
     )
     return 0
 
@@ -285,7 +252,7 @@ def cmd_mcp_config(args: argparse.Namespace, out: TextIO) -> int:
     if args.local:
         directory = local_log_dir(args.log_dir)
         if directory is None:
-            raise LoopCommandError("--local needs --log-dir or GENESIS_LOG_DIR")
+            raise CommandError("--local needs --log-dir or GENESIS_LOG_DIR")
         directory.mkdir(parents=True, exist_ok=True)
         data_path, prepared = prepare_mcp_data_path(directory)
         if not prepared:
@@ -313,71 +280,65 @@ def cmd_mcp_config(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def add_loop_commands(commands: Any, url_option: Any) -> None:
+def add_loop_commands(commands: Any) -> None:
     """Register the loop's commands on the top-level sub-parser."""
-    store_options = argparse.ArgumentParser(add_help=False)
-    store_options.add_argument(
-        "--url", help="read from this ClickHouse server (default: $CLICKHOUSE_URL ...)"
-    )
-    store_options.add_argument(
-        "--log-dir", help="read the local store in this directory (default: $GENESIS_LOG_DIR)"
-    )
-    output = argparse.ArgumentParser(add_help=False)
-    output.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    reads, writes = store_options(writes=False), store_options(writes=True)
 
-    run = commands.add_parser("run", parents=[store_options], help="run a command and log the run")
-    run.add_argument("--spec", required=True)
-    run.add_argument("--iteration", required=True, help="a number, or 'auto' for the last one + 1")
-    run.add_argument("--sprint")
-    run.add_argument("--task")
+    run = commands.add_parser("run", parents=[writes], help="run a command and log the run")
+    run.add_argument("--spec", required=True, help="the spec being worked on (spec_id)")
+    run.add_argument(
+        "--iteration", required=True, help="a number, or 'auto' for the spec's last one + 1"
+    )
+    run.add_argument("--sprint", help="sprint_id of the run")
+    run.add_argument("--task", help="task_id of the run")
     run.add_argument(
         "--snapshot", nargs="*", help="files or directories with the code that is run"
     )
-    run.add_argument("--timeout", type=float)
-    run.add_argument("cmd", nargs=argparse.REMAINDER)
+    run.add_argument("--timeout", type=float, help="seconds before the command is killed")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     run.set_defaults(handler=cmd_run)
 
-    query = commands.add_parser(
-        "query", parents=[store_options, output], help="run SQL on genesis.logs"
-    )
-    query.add_argument("sql")
+    query = commands.add_parser("query", parents=[reads], help="run SQL on genesis.logs")
+    add_format_option(query)
+    query.add_argument("sql", help="the query; the logs are the table genesis.logs")
     query.set_defaults(handler=cmd_query)
 
-    failures = commands.add_parser(
-        "failures", parents=[store_options, output], help="what failed in a spec (§4)"
-    )
-    failures.add_argument("spec")
-    failures.add_argument("--limit", type=int, default=10)
+    failures = commands.add_parser("failures", parents=[reads], help="what failed in a spec")
+    add_format_option(failures)
+    failures.add_argument("spec", help="spec_id")
+    failures.add_argument("--limit", type=int, default=10, help="runs shown, newest first")
     failures.set_defaults(handler=cmd_failures)
 
-    tail = commands.add_parser("tail", parents=[store_options, output], help="the latest records")
-    tail.add_argument("--spec")
-    tail.add_argument("--level")
+    tail = commands.add_parser("tail", parents=[reads], help="the latest records")
+    add_format_option(tail)
+    tail.add_argument("--spec", help="only this spec_id")
+    tail.add_argument("--level", help="only this level (info, error ...)")
     tail.add_argument("--limit", "-n", type=int, default=20, help="how many records (default 20)")
-    tail.add_argument("--follow", "-f", action="store_true")
+    tail.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
     tail.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
     tail.set_defaults(handler=cmd_tail)
 
-    show = commands.add_parser(
-        "show", parents=[store_options, output], help="stdout, stderr and code of one run"
-    )
-    show.add_argument("spec")
-    show.add_argument("--iteration", type=int)
+    show = commands.add_parser("show", parents=[reads], help="stdout, stderr and code of one run")
+    add_format_option(show)
+    show.add_argument("spec", help="spec_id")
+    show.add_argument("--iteration", type=int, help="this iteration (default: the latest)")
     show.set_defaults(handler=cmd_show)
 
     load = commands.add_parser("load", help="insert console JSON lines into a server")
-    url_option(load)
-    load.add_argument("files", nargs="+")
-    load.add_argument("--table", default="logs")
-    load.add_argument("--batch-size", type=int, default=5000)
+    add_url_option(load, writes=True)
+    load.add_argument("files", nargs="+", help="JSON-lines files written by the console track")
+    load.add_argument("--table", default="logs", help="table inside the database")
+    load.add_argument("--batch-size", type=int, default=5000, help="rows per insert")
     load.set_defaults(handler=cmd_load)
 
     mcp = commands.add_parser(
         "mcp-config", help="client configuration for the official ClickHouse MCP server"
     )
     mcp.add_argument("--local", action="store_true", help="chDB mode over the local store")
-    mcp.add_argument("--log-dir")
-    mcp.add_argument("--readonly-user", default="genesis_readonly")
-    mcp.add_argument("--host")
-    mcp.add_argument("--port", type=int, default=8443)
+    mcp.add_argument("--log-dir", help="the local store (default: $GENESIS_LOG_DIR)")
+    mcp.add_argument(
+        "--readonly-user", default="genesis_readonly", help="the server user the assistant uses"
+    )
+    mcp.add_argument("--host", help="the server's host (default: $CLICKHOUSE_HOST)")
+    mcp.add_argument("--port", type=int, default=8443, help="the server's HTTP(S) port")
     mcp.set_defaults(handler=cmd_mcp_config)

@@ -3,69 +3,17 @@
 from __future__ import annotations
 
 import logging
-import time
-from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from ._convert import DEFAULT_MAX_FIELD_CHARS, RecordConverter, Row
-from .schema import FIELDS, Kind
+from ._codec import DEFAULT_MAX_FIELD_CHARS, RecordConverter, row_to_json_object
 
-__all__ = [
-    "GenesisJsonFormatter",
-    "format_timestamp",
-    "row_from_json_object",
-    "row_to_json_object",
-]
+__all__ = ["GenesisJsonFormatter"]
 
 # Characters that JSON leaves raw but some readers (str.splitlines, JavaScript) treat as
 # line breaks; escaping them keeps every record on exactly one line for every reader.
 _LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
-
-
-_last_second: tuple[int, str] = (-1, "")
-
-
-def format_timestamp(milliseconds: int) -> str:
-    """ISO-8601 UTC with milliseconds and ``Z``: ``2026-11-25T13:49:15.123Z``."""
-    global _last_second
-    seconds, millis = divmod(milliseconds, 1000)
-    cached_second, prefix = _last_second  # one tuple: safe to read while another thread sets it
-    if cached_second != seconds:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _last_second = (seconds, prefix)
-    return f"{prefix}.{millis:03d}Z"
-
-
-_ORDER: Final = tuple((f.name, f.kind is Kind.TIMESTAMP, f.default) for f in FIELDS)
-
-
-def row_to_json_object(row: Row, *, keep_empty: bool = False) -> dict[str, Any]:
-    """The JSON object of a row: schema order, ISO timestamp, empty fields left out."""
-    data: dict[str, Any] = {}
-    for name, is_timestamp, default in _ORDER:
-        value = row.get(name)
-        if value is None or (not value and type(value) is not int):  # None, "" or {}
-            if not keep_empty:
-                continue
-            value = default
-        data[name] = format_timestamp(value) if is_timestamp else value  # type: ignore[arg-type]
-    return data
-
-
-def row_from_json_object(data: dict[str, Any]) -> Row:
-    """Inverse of :func:`row_to_json_object` for lines this package wrote."""
-    row: Row = {}
-    for field in FIELDS:
-        if field.name not in data:
-            continue
-        value = data[field.name]
-        if field.kind is Kind.TIMESTAMP:
-            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-            value = round(moment.timestamp() * 1000)
-        row[field.name] = value
-    return row
 
 
 class GenesisJsonFormatter(JsonFormatter):

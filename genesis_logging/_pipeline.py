@@ -1,0 +1,348 @@
+"""Rows in, batches out: the queue, the worker thread, the deliverer and the spool replayer.
+
+Knows nothing of ``logging``: the handler converts records to rows and hands them here.
+OpenTelemetry's ``BatchProcessor`` plays the same part for its exporters.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, Final
+
+from . import _guard
+from ._batch import Batch, Outcome
+from ._codec import Row
+from ._config import HandlerConfig
+from ._deliver import Deliverer
+from ._policies import Cooldown, ReplayBackoff, RetryPolicy
+from ._queue import BatchQueue
+from ._replay import ReplayReport, SpoolReplayer
+from ._report import Reporter
+from ._worker import Worker
+from .spool import Spool
+from .transport import Inserter
+
+__all__ = ["BatchPipeline"]
+
+_ABORT_GRACE: Final = 0.5  # seconds close() gives the worker to wind down after aborting
+_SPOOL_KEYS: Final = (
+    "written_rows",
+    "replayed_rows",
+    "evicted_rows",
+    "dead_letter_rows",
+    "unreadable_lines",
+    "write_failures",
+)
+
+_LIVE: weakref.WeakSet[BatchPipeline] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for pipeline in list(_LIVE):
+        pipeline.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class BatchPipeline:
+    """Deliver rows in batches from one background thread.
+
+    Args:
+        config: sizes, intervals, policies and timeouts.
+        inserter: the seam to the database.
+        reporter: describes errors and warns people.
+        reconnect: makes a fresh inserter for a forked child (``None``: keep ``inserter``).
+        spool: where undeliverable rows go.
+        name: the worker thread's name.
+    """
+
+    def __init__(
+        self,
+        config: HandlerConfig,
+        inserter: Inserter,
+        reporter: Reporter,
+        *,
+        reconnect: Callable[[], Inserter] | None = None,
+        spool: Spool | None = None,
+        name: str = "genesis-logging",
+    ) -> None:
+        self.config = config
+        self.reporter = reporter
+        self.spool = spool
+        self._reconnect = reconnect
+        self._cooldown_policy = Cooldown()
+        self._retry = RetryPolicy(config.retry_attempts, config.retry_max_delay)
+        self._queue = BatchQueue(
+            capacity=config.queue_size,
+            batch_size=config.batch_size,
+            flush_interval=config.flush_interval,
+            policy=config.queue_full_policy,
+            block_timeout=config.block_timeout,
+        )
+        self._name = name
+        self._build(inserter)
+        _LIVE.add(self)
+
+    def _build(self, inserter: Inserter) -> None:
+        """The parts a forked child must not share with its parent."""
+        self._worker = Worker(self._loop, self._name, on_exit=self._worker_ended)
+        self._abort = threading.Event()  # cuts retries and backoffs short at shutdown
+        self._deliverer = Deliverer(
+            inserter, self._retry, self.spool, self._abort, self.reporter.describe, self._on_retry
+        )
+        self._replayer = (
+            SpoolReplayer(
+                self.spool,
+                inserter.insert,
+                batch_size=self.config.batch_size,
+                backoff=ReplayBackoff(),
+            )
+            if self.spool is not None
+            else None
+        )
+        self._current: Batch | None = None  # the batch the worker is delivering
+        self._permanent_failures = 0
+        self._cooldown_until = 0.0
+        self._stalled: tuple[float, int] | None = None  # a flush that got nowhere
+
+    def after_fork(self) -> None:
+        """Start afresh in a forked child: own locks, empty queue, no worker, no socket.
+
+        The inherited connection is abandoned, not closed: closing it would cut the
+        parent's socket too.
+        """
+        self._queue.reset_after_fork()
+        self.reporter = self.reporter.fresh()
+        inserter = self._reconnect() if self._reconnect else self._deliverer.inserter
+        self._build(inserter)
+
+    # -- the callers' side -----------------------------------------------------------------
+
+    def submit(self, row: Row) -> None:
+        """Queue ``row``; never blocks beyond the ``block`` policy's timeout."""
+        put = self._queue.put(row)
+        if put.spill is not None:  # ``spool`` policy: this caller writes one batch
+            self._finish(put.spill, self._deliverer.spool(put.spill, "spool_failed"))
+        elif put.dropped and not self._queue.closing:
+            policy = self.config.queue_full_policy
+            self.reporter.warn("queue_full", f"queue full ({policy}): records dropped")
+        if not self._worker.running:
+            self._worker.start()
+
+    def drop(self, reason: str) -> None:
+        """Count a row that could not even be queued."""
+        self._queue.drop(reason)
+
+    # -- the worker ------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        queue = self._queue
+        while not (queue.closing and self._abort.is_set()):
+            now = time.monotonic()
+            cooling = now < self._cooldown_until and not queue.closing
+            replayer = self._replayer
+            if replayer is not None and not queue.closing and not cooling and replayer.due(now):
+                self._replay_once(replayer)
+                continue
+            until = replayer.next_at if replayer is not None else math.inf
+            if cooling:
+                until = min(until, self._cooldown_until)
+            batch = queue.take(until=until, hold=cooling)
+            if batch is not None:
+                self._deliver(batch)
+            elif queue.closing:
+                return
+
+    def _worker_ended(self) -> None:
+        self._queue.wake()
+        self._deliverer.close()
+
+    def _deliver(self, batch: Batch) -> None:
+        self._current = batch
+        try:
+            outcome = self._deliverer.deliver(batch)
+        except BaseException as error:  # only reachable through a bug: count, never hide
+            outcome = Outcome(error=self.reporter.describe(error))
+            reason = "internal_error" if isinstance(error, Exception) else "worker_died"
+            outcome.dropped[reason] += len(batch.rows)
+            if reason == "worker_died":  # SystemExit, KeyboardInterrupt: the thread ends
+                self._finish(batch, outcome)
+                raise
+        finally:
+            self._current = None
+        self._finish(batch, outcome)
+
+    def _finish(self, batch: Batch, outcome: Outcome) -> None:
+        """Count the outcome (once per batch), report it, cool down after permanent errors."""
+        if not self._queue.settle(batch, outcome):
+            return  # close() settled it already (rescued to the spool)
+        if outcome.error is not None:
+            self.reporter.error(outcome.error)
+        for note in outcome.notes:
+            self.reporter.warn(note.kind, note.text, force=note.force, once=note.once)
+        if outcome.spooled and self._replayer is not None:
+            self._replayer.soon()
+        if outcome.permanent:
+            self._permanent_failures += 1
+            pause = self._cooldown_policy.pause(self._permanent_failures)
+            self._cooldown_until = time.monotonic() + pause
+        elif outcome.sent:
+            self._permanent_failures = 0
+
+    def _on_retry(self, error: BaseException) -> None:
+        message = self.reporter.describe(error)
+        self._queue.count("retries")
+        self.reporter.error(message)
+        self.reporter.warn("retrying", f"insert failed, retrying: {message}")
+
+    def _replay_once(self, replayer: SpoolReplayer) -> None:
+        report = replayer.replay_one()
+        if report is None:
+            return
+        if report.error is None:
+            self._queue.count("replayed_rows", report.rows, spool=True)
+            self._queue.count("unreadable_lines", report.unreadable, spool=True)
+            return
+        self._replay_failed(report, report.error)
+
+    def _replay_failed(self, report: ReplayReport, error: BaseException) -> None:
+        message = self.reporter.describe(error)
+        self.reporter.error(message)
+        if report.buried:
+            self._queue.count("dead_letter_rows", report.file.rows, spool=True)
+            self.reporter.warn(
+                "dead_letter",
+                f"spool file set aside in dead/ after repeated permanent failures ({message}); "
+                "'genesis-logging spool replay --dead' retries it",
+                force=True,
+            )
+        self.reporter.warn(
+            "replay_failed",
+            f"replaying the spool failed, next try in {report.retry_in:.0f}s: {message}",
+        )
+
+    # -- flush and close -------------------------------------------------------------------
+
+    def drain(self, timeout: float | None = None, *, wait: bool = True) -> bool:
+        """Wait until every row submitted before this call is committed or has failed.
+
+        Returns ``False`` when ``timeout`` (default ``shutdown_timeout``) ran out first, or
+        at once when ``wait`` is false and rows are still pending.
+        """
+        limit = self.config.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        target = self._queue.mark_flush()
+        if target is None:
+            return True
+        settled_before = self._queue.settled_rows()
+        if self._worker.inline:
+            self._deliver_inline(deadline)
+        elif not self._worker.running:
+            self._worker.start()
+        if not wait:
+            return False
+        worker = self._worker
+        self._queue.wait_for(
+            lambda: self._queue.settled_rows() >= target or not (worker.running or worker.inline),
+            deadline,
+        )
+        settled = self._queue.settled_rows()
+        if settled >= target:
+            return True
+        self._stalled = (time.monotonic(), settled) if settled == settled_before else None
+        return False
+
+    def _deliver_inline(self, deadline: float) -> None:
+        """No thread can run (interpreter exit): deliver from the caller's thread."""
+        previous = _guard.enter()
+        try:
+            while time.monotonic() < deadline:
+                batch = self._queue.take(wait=False)
+                if batch is None:
+                    return
+                self._deliver(batch)
+        finally:
+            _guard.leave(previous)
+
+    def close(self, *, wait: bool = True) -> None:
+        """Deliver what is queued within ``shutdown_timeout``, stop the worker. Idempotent.
+
+        When the server is unreachable, at most ``shutdown_timeout`` is spent here — less
+        if a ``drain()`` just spent it without any progress.
+        """
+        if self._queue.closing:
+            return
+        self._queue.close()
+        limit = self.config.shutdown_timeout
+        stalled = self._stalled
+        if (
+            stalled is not None
+            and stalled[1] == self._queue.settled_rows()
+            and time.monotonic() - stalled[0] < limit
+        ):
+            limit = 0.0  # a drain() just waited the whole timeout for nothing
+        worker = self._worker
+        try:
+            if worker.inline:
+                self._deliver_inline(time.monotonic() + limit)
+            elif wait:
+                self._queue.wait_for(lambda: not worker.running, time.monotonic() + limit)
+        finally:
+            finished = not worker.running
+            if not finished and wait:
+                self._abort.set()  # stop retrying: the worker spools its batch and ends
+                self._queue.wait_for(lambda: not worker.running, time.monotonic() + _ABORT_GRACE)
+                self._rescue_in_flight()
+            self._spool_leftovers()
+            if finished:
+                self._deliverer.close()
+
+    def _rescue_in_flight(self) -> None:
+        """The worker is stuck (a server that never answers): spool its batch from here.
+
+        Should the worker still deliver it later, the copy on disk carries the same batch
+        identity, which servers that deduplicate recognise; the queue counts it once.
+        """
+        batch = self._current
+        if batch is None or self.spool is None or not self._worker.running:
+            return
+        outcome = self._deliverer.spool(batch, "shutdown")
+        if outcome.spooled:
+            self._finish(batch, outcome)
+
+    def _spool_leftovers(self) -> None:
+        """At close: rows never cut into a batch go to the spool, else are dropped."""
+        if not self._abort.is_set() and self._worker.running:
+            return  # still delivering in the background (reconfiguration)
+        batch = self._queue.leftovers()
+        if batch is not None:
+            self._finish(batch, self._deliverer.spool(batch, "shutdown"))
+
+    def stats(self) -> dict[str, Any]:
+        """Counters (a consistent snapshot): ``emitted`` = ``sent`` + ``spooled`` +
+        sum of ``dropped`` + ``pending``."""
+        ledger = self._queue.snapshot()
+        counts = ledger["counts"]
+        return {
+            "emitted": counts.get("emitted", 0),
+            "sent": counts.get("sent", 0),
+            "spooled": counts.get("spooled", 0),
+            "batches": counts.get("batches", 0),
+            "failed_batches": counts.get("failed_batches", 0),
+            "retries": counts.get("retries", 0),
+            "dropped": ledger["dropped"],
+            "queue_depth": ledger["queue_depth"],
+            "pending": ledger["pending"],
+            "worker_restarts": max(0, self._worker.starts - 1),
+            "last_error": self.reporter.last_error,
+            "spool": {key: ledger["spool"].get(key, 0) for key in _SPOOL_KEYS}
+            if self.spool is not None
+            else None,
+        }

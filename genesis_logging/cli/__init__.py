@@ -1,0 +1,44 @@
+"""The ``genesis-logging`` command line (also ``python -m genesis_logging``).
+
+One parser; one module per command group (ops, spool, loop); one error type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from genesis_logging._version import __version__
+
+from ._common import CommandError
+from ._loop import add_loop_commands
+from ._ops import add_ops_commands
+from ._spool import add_spool_commands
+
+__all__ = ["CommandError", "build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genesis-logging",
+        description="Structured logs of AI-driven TDD loops: console JSON and ClickHouse.",
+    )
+    parser.add_argument("--version", action="version", version=f"genesis-logging {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_ops_commands(commands)
+    add_spool_commands(commands)
+    add_loop_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    stream = out if out is not None else sys.stdout
+    try:
+        return int(args.handler(args, stream))
+    except CommandError as error:
+        sys.stderr.write(f"genesis-logging: {error}\n")
+        return 1

@@ -1,0 +1,105 @@
+"""What every command shares: the error type, connection and store options, rendering."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, TextIO
+
+from genesis_logging._report import describe_error
+from genesis_logging.errors import ConfigurationError
+from genesis_logging.settings import ConnectionSettings
+from genesis_logging.store import QueryResult, Store, open_store
+
+from ._output import render
+
+__all__ = [
+    "CommandError",
+    "add_format_option",
+    "add_url_option",
+    "connection_settings",
+    "describe",
+    "open_log_store",
+    "query_once",
+    "show_result",
+    "store_options",
+]
+
+
+class CommandError(Exception):
+    """A failure to report in plain words, with exit status 1 (never a traceback)."""
+
+
+def describe(error: BaseException, settings: ConnectionSettings | None = None) -> str:
+    """One line about ``error``, without a server stack trace or the password."""
+    return describe_error(error, secret=settings.password if settings is not None else "")
+
+
+def add_url_option(parser: argparse.ArgumentParser, *, writes: bool) -> None:
+    action = "write to" if writes else "read from"
+    parser.add_argument(
+        "--url",
+        help=f"{action} this ClickHouse server (default: $CLICKHOUSE_URL, then "
+        "$CLICKHOUSE_HOST, _PORT, _USER, _PASSWORD, _SECURE, _DATABASE)",
+    )
+
+
+def connection_settings(url: str | None) -> ConnectionSettings:
+    try:
+        return ConnectionSettings.resolve(url=url)
+    except ConfigurationError as error:
+        raise CommandError(str(error)) from None
+
+
+def store_options(*, writes: bool) -> argparse.ArgumentParser:
+    """``--url`` / ``--log-dir`` for commands that read (or, for ``run``, write) logs."""
+    options = argparse.ArgumentParser(add_help=False)
+    add_url_option(options, writes=writes)
+    action = "write the run to" if writes else "read"
+    options.add_argument(
+        "--log-dir", help=f"{action} the local store in this directory (default: $GENESIS_LOG_DIR)"
+    )
+    return options
+
+
+def add_format_option(parser: argparse.ArgumentParser, *choices: str) -> None:
+    formats = choices or ("table", "json", "csv")
+    parser.add_argument(
+        "--format", choices=formats, default=formats[0], help="how to print the result"
+    )
+
+
+def open_log_store(args: argparse.Namespace) -> Store:
+    try:
+        return open_store(url=getattr(args, "url", None), log_dir=getattr(args, "log_dir", None))
+    except ConfigurationError as error:
+        raise CommandError(str(error)) from None
+    except Exception as error:
+        raise CommandError(f"cannot open the log store: {describe(error)}") from None
+
+
+def query_once(store: Store, sql: str, params: dict[str, Any]) -> QueryResult:
+    """Run one query and close the store; a failure is a plain-words error."""
+    try:
+        return store.query(sql, params)
+    except Exception as error:
+        raise CommandError(f"query failed on {store.name}: {describe(error)}") from None
+    finally:
+        store.close()
+
+
+def show_result(
+    args: argparse.Namespace, out: TextIO, store: Store, sql: str, params: dict[str, Any]
+) -> int:
+    result = query_once(store, sql, params)
+    render(result.columns, result.rows, args.format, out, colour=out.isatty())
+    return 0
+
+
+def spool_directory(explicit: str | None) -> str:
+    directory = explicit or os.environ.get("GENESIS_SPOOL_DIR")
+    if not directory:
+        raise CommandError("no spool directory: pass --spool-dir or set GENESIS_SPOOL_DIR")
+    if not os.path.isdir(directory):
+        raise CommandError(f"spool directory {directory} does not exist")
+    return directory

@@ -1,0 +1,221 @@
+"""Track 2: ship records to ClickHouse without the application ever feeling it.
+
+The handler is thin: it turns keyword options into a validated configuration, converts
+each record to a row in the caller's thread and submits it to a :class:`BatchPipeline`
+(queue, worker thread, deliverer, spool replayer). Nothing in a logging call does I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from . import _guard
+from ._codec import DEFAULT_MAX_FIELD_CHARS, RecordConverter
+from ._config import DEFAULT_SPOOL_MAX_BYTES, QUEUE_FULL_POLICIES, HandlerConfig
+from ._pipeline import BatchPipeline
+from ._report import Reporter
+from .errors import ConfigurationError
+from .settings import ConnectionSettings
+from .spool import Spool
+from .transport import ClickHouseInserter, Inserter
+
+__all__ = ["QUEUE_FULL_POLICIES", "ClickHouseHandler"]
+
+
+def _holds_logging_lock() -> bool:
+    """Whether this thread holds the logging module's lock (``dictConfig`` does)."""
+    is_owned = getattr(logging._lock, "_is_owned", None)  # type: ignore[attr-defined]
+    return bool(is_owned()) if is_owned is not None else False
+
+
+class ClickHouseHandler(logging.Handler):
+    """A logging handler that inserts records into ``genesis.logs`` in the background.
+
+    Every option is a keyword argument, so ``dictConfig`` can build it with ``class:``.
+    Connection options fall back to ``CLICKHOUSE_URL``, ``CLICKHOUSE_HOST``,
+    ``CLICKHOUSE_PORT``, ``CLICKHOUSE_USER``, ``CLICKHOUSE_PASSWORD``,
+    ``CLICKHOUSE_SECURE`` and ``CLICKHOUSE_DATABASE``.
+
+    Args:
+        level: handler level.
+        url: ``clickhouse://user:password@host:9000/genesis`` or, for TLS on the secure
+            native port, ``clickhouses://user:password@host:9440/genesis``.
+        host, port, user, password, database, secure, verify, ca_certs,
+        connect_timeout, send_receive_timeout, compression: connection options; they win
+            over the URL and the environment.
+        table: table inside ``database``.
+        batch_size: rows per insert, at most.
+        flush_interval: seconds a row may wait for its batch to fill.
+        queue_size: rows held in memory, at most.
+        queue_full_policy: ``drop_newest``, ``drop_oldest``, ``block`` (wait up to
+            ``block_timeout`` seconds for room, then drop the newest) or ``spool``
+            (write the overflow to ``spool_dir``, a batch at a time).
+        block_timeout: see ``queue_full_policy``.
+        retry_attempts: attempts per batch for transient errors.
+        retry_max_delay: seconds a batch may spend retrying.
+        shutdown_timeout: seconds ``flush()``/``close()`` may wait for delivery.
+        service, version: the ``service`` and ``version`` fields.
+        max_field_chars: longest text of one field; longer text is cut with a marker
+            and its original length kept in ``attributes``.
+        spool_dir: directory for batches that cannot be delivered (off when ``None``);
+            they are replayed, oldest first, when the server is back.
+        spool_max_bytes: cap of the spool; the oldest files are evicted past it.
+        inserter: deliver through this object instead of a ClickHouse connection.
+
+    Raises:
+        ConfigurationError: an invalid option; raised here, never in a logging call.
+    """
+
+    def __init__(
+        self,
+        level: int | str = logging.NOTSET,
+        *,
+        url: str | None = None,
+        host: str | None = None,
+        port: int | str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        database: str | None = None,
+        secure: bool | str | None = None,
+        verify: bool | str | None = None,
+        ca_certs: str | None = None,
+        connect_timeout: float | str | None = None,
+        send_receive_timeout: float | str | None = None,
+        compression: str | None = None,
+        table: str = "logs",
+        batch_size: int = 1000,
+        flush_interval: float = 1.0,
+        queue_size: int = 100_000,
+        queue_full_policy: str = "drop_newest",
+        block_timeout: float = 0.1,
+        retry_attempts: int = 8,
+        retry_max_delay: float = 30.0,
+        shutdown_timeout: float = 5.0,
+        service: str | None = None,
+        version: str | None = None,
+        max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
+        spool_dir: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+        inserter: Inserter | None = None,
+    ) -> None:
+        # Validate everything before Handler.__init__ registers us for logging.shutdown().
+        connection = ConnectionSettings.resolve(
+            url=url,
+            host=host,
+            port=port,
+            user=user,
+            password=password,
+            database=database,
+            secure=secure,
+            verify=verify,
+            ca_certs=ca_certs,
+            connect_timeout=connect_timeout,
+            send_receive_timeout=send_receive_timeout,
+            compression=compression,
+        )
+        self.config = HandlerConfig(
+            connection,
+            table=table,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            queue_size=queue_size,
+            queue_full_policy=queue_full_policy,
+            block_timeout=block_timeout,
+            retry_attempts=retry_attempts,
+            retry_max_delay=retry_max_delay,
+            shutdown_timeout=shutdown_timeout,
+            spool_dir=HandlerConfig.spool_path(spool_dir),
+            spool_max_bytes=spool_max_bytes,
+        )
+        try:
+            self.converter = RecordConverter(
+                service=service, version=version, max_field_chars=max_field_chars
+            )
+            spool = Spool(spool_dir, max_bytes=spool_max_bytes) if spool_dir else None
+        except (OSError, TypeError, ValueError) as error:
+            raise ConfigurationError(str(error)) from None
+        super().__init__(level)
+        where = f"{connection.redacted_url()} table={table}"
+
+        def connect() -> Inserter:
+            return ClickHouseInserter(connection, table)
+
+        self._pipeline = BatchPipeline(
+            self.config,
+            inserter or connect(),
+            Reporter(where=where, secret=connection.password),
+            reconnect=None if inserter is not None else connect,
+            spool=spool,
+            name=f"genesis-logging-{table}",
+        )
+
+    @property
+    def settings(self) -> ConnectionSettings:
+        """Where the records go (the password stays out of ``repr``)."""
+        return self.config.connection
+
+    def __repr__(self) -> str:
+        level = logging.getLevelName(self.level)
+        return f"<{type(self).__name__} {self.settings.redacted_url()} table={self.config.table} ({level})>"
+
+    def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:  # type: ignore[override]
+        """Filter and emit without the handler lock: ``emit`` is thread-safe itself.
+
+        The stdlib holds ``self.lock`` around ``emit``; here that would make callers
+        queue behind one another, so one caller blocked by a full queue (``block``
+        policy) would hold up every other caller beyond ``block_timeout``.
+        """
+        result = self.filter(record)
+        if isinstance(result, logging.LogRecord):
+            record = result  # Python 3.12+: a filter may return a replacement record
+        if result:
+            self.emit(record)
+        return result
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Convert the record here, queue the row, return. No I/O, never raises."""
+        if _guard.active():  # logged by our own code (driver, tenacity, a __repr__ ...)
+            self._pipeline.drop("recursion")
+            return
+        previous = _guard.enter()
+        try:
+            self._pipeline.submit(self.converter.convert(record))
+        except Exception:
+            self.handleError(record)
+        finally:
+            _guard.leave(previous)
+
+    def flush(self) -> None:
+        """Wait (up to ``shutdown_timeout``) until earlier records are delivered or failed."""
+        self.drain()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every record emitted before this call is committed or has failed.
+
+        Returns:
+            ``True`` when all of them settled, ``False`` when ``timeout`` (default
+            ``shutdown_timeout``) ran out first. Never waits while the calling thread
+            holds the logging module's lock (``dictConfig`` re-configuring), since the
+            worker may need that lock to make progress.
+        """
+        return self._pipeline.drain(timeout, wait=not _holds_logging_lock())
+
+    def close(self) -> None:
+        """Deliver what is queued within ``shutdown_timeout``, stop the worker. Idempotent.
+
+        Records emitted afterwards are counted as dropped (``closed``).
+        """
+        try:
+            self._pipeline.close(wait=not _holds_logging_lock())
+        finally:
+            super().close()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this handler (a snapshot; the password never appears).
+
+        ``emitted`` = ``sent`` + ``spooled`` + sum of ``dropped`` + ``pending`` at
+        every moment. ``spool`` counts what happened on disk (any process's files).
+        """
+        return {**self._pipeline.stats(), "coerced": self.converter.coerced}

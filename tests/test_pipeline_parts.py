@@ -1,0 +1,283 @@
+"""The pipeline's parts alone: queue, worker, deliverer, replayer — no logging, no privates."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clickhouse_driver import errors
+
+from genesis_logging._batch import Outcome, new_batch
+from genesis_logging._codec import Row
+from genesis_logging._deliver import Deliverer
+from genesis_logging._policies import IMMEDIATE, Cooldown, ReplayBackoff, RetryPolicy
+from genesis_logging._queue import BatchQueue
+from genesis_logging._replay import SpoolReplayer, insert_in_chunks
+from genesis_logging._worker import Worker
+from genesis_logging.spool import Spool
+
+from .fakes import FakeInserter, wait_until
+
+
+def row(n: int) -> Row:
+    return {"timestamp": n, "level": "info", "message": f"m{n}", "logger": "t", "service": "s"}
+
+
+def balanced(queue: BatchQueue) -> bool:
+    ledger = queue.snapshot()
+    counts = ledger["counts"]
+    settled = counts.get("sent", 0) + counts.get("spooled", 0) + sum(ledger["dropped"].values())
+    return counts.get("emitted", 0) == settled + ledger["pending"]
+
+
+def queue(**options: Any) -> BatchQueue:
+    options = {"capacity": 10, "batch_size": 4, "flush_interval": 60.0, **options}
+    return BatchQueue(**options)
+
+
+class TestBatchQueue:
+    """Batches by count, interval and flush; the four policies; settlement once per batch."""
+
+    def test_cut_by_count_then_by_flush(self) -> None:
+        q = queue()
+        for n in range(6):
+            assert q.put(row(n)) == (False, None)
+        first = q.take(until=time.monotonic())
+        assert first is not None
+        assert [r["message"] for r in first.rows] == ["m0", "m1", "m2", "m3"]
+        assert q.take(until=time.monotonic()) is None  # two rows: not due yet
+        assert q.mark_flush() == 6
+        second = q.take(until=time.monotonic())
+        assert second is not None
+        assert len(second.rows) == 2
+        assert balanced(q)
+
+    def test_cut_by_interval(self) -> None:
+        q = queue(flush_interval=0.05)
+        q.put(row(1))
+        batch = q.take(until=time.monotonic() + 5)
+        assert batch is not None
+        assert len(batch.rows) == 1
+
+    def test_settle_counts_each_batch_once(self) -> None:
+        q = queue()
+        for n in range(4):
+            q.put(row(n))
+        batch = q.take()
+        assert batch is not None
+        assert q.snapshot()["pending"] == 4
+        assert q.settle(batch, Outcome(sent=4))
+        assert not q.settle(batch, Outcome(spooled=4))  # a rescue racing the worker
+        ledger = q.snapshot()
+        assert ledger["counts"]["sent"] == 4
+        assert ledger["counts"].get("spooled", 0) == 0
+        assert ledger["pending"] == 0
+
+    def test_an_outcome_short_of_rows_is_counted_not_hidden(self) -> None:
+        q = queue()
+        for n in range(4):
+            q.put(row(n))
+        batch = q.take()
+        assert batch is not None
+        q.settle(batch, Outcome(sent=3))
+        assert q.snapshot()["dropped"] == {"unaccounted": 1}
+        assert balanced(q)
+
+    @pytest.mark.parametrize(
+        ("policy", "kept", "dropped"),
+        [("drop_newest", [0, 1], 1), ("drop_oldest", [1, 2], 1), ("block", [0, 1], 1)],
+    )
+    def test_full_queue_policies(self, policy: str, kept: list[int], dropped: int) -> None:
+        q = queue(capacity=2, batch_size=10, policy=policy, block_timeout=0.01)
+        results = [q.put(row(n)) for n in range(3)]
+        assert [r.dropped for r in results] == [False, False, True]
+        q.mark_flush()
+        batch = q.take()
+        assert batch is not None
+        assert [r["timestamp"] for r in batch.rows] == kept
+        assert q.snapshot()["dropped"] == {"queue_full": dropped}
+        assert balanced(q)
+
+    def test_block_policy_waits_for_room(self) -> None:
+        q = queue(capacity=1, batch_size=1, policy="block", block_timeout=5.0)
+        q.put(row(0))
+        threading.Timer(0.05, q.take).start()
+        started = time.monotonic()
+        assert q.put(row(1)) == (False, None)
+        assert time.monotonic() - started < 5.0
+
+    def test_emitted_is_counted_only_once_room_is_decided(self) -> None:
+        """While a caller waits for room its record is not yet emitted (invariant holds)."""
+        q = queue(capacity=1, batch_size=5, policy="block", block_timeout=1.0)
+        q.put(row(0))
+        waiter = threading.Thread(target=q.put, args=(row(1),))
+        waiter.start()
+        time.sleep(0.05)  # the waiter is blocked inside put
+        assert q.snapshot()["counts"]["emitted"] == 1
+        assert balanced(q)
+        q.close()
+        waiter.join()
+        assert q.snapshot()["dropped"] == {"closed": 1}
+        assert balanced(q)
+
+    def test_spool_policy_hands_a_batch_to_the_caller(self) -> None:
+        q = queue(capacity=1, batch_size=2, policy="spool")
+        q.put(row(0))
+        assert q.put(row(1)).spill is None  # held in overflow
+        spill = q.put(row(2)).spill
+        assert spill is not None
+        assert [r["timestamp"] for r in spill.rows] == [1, 2]
+        assert q.snapshot()["pending"] == 3
+        assert q.settle(spill, Outcome(spooled=2))
+        assert balanced(q)
+
+    def test_overflow_rejoins_when_room_returns(self) -> None:
+        q = queue(capacity=2, batch_size=2, policy="spool")
+        for n in range(3):
+            q.put(row(n))
+        first = q.take()
+        assert first is not None
+        assert q.snapshot()["queue_depth"] == 1  # the refused row is queued again
+        assert balanced(q)
+
+    def test_leftovers_are_one_batch_in_flight(self) -> None:
+        q = queue()
+        for n in range(3):
+            q.put(row(n))
+        q.close()
+        left = q.leftovers()
+        assert left is not None
+        assert len(left.rows) == 3
+        assert q.put(row(9)).dropped
+        assert q.settle(left, Outcome(spooled=3))
+        assert balanced(q)
+
+    def test_take_returns_when_closed_and_empty(self) -> None:
+        q = queue()
+        threading.Timer(0.05, q.close).start()
+        assert q.take(until=math.inf) is None
+
+
+class TestWorker:
+    """The thread, lazily, once; its exit is reported."""
+
+    def test_runs_once_and_reports_exit(self) -> None:
+        stop = threading.Event()
+        ended = threading.Event()
+        worker = Worker(stop.wait, "t", on_exit=ended.set)
+        assert worker.start()
+        assert worker.start()  # already running: no second thread
+        assert worker.starts == 1
+        stop.set()
+        assert ended.wait(5)
+        wait_until(lambda: not worker.running)
+
+    def test_restart_after_exit_is_counted(self) -> None:
+        worker = Worker(lambda: None, "t", on_exit=lambda: None)
+        worker.start()
+        wait_until(lambda: not worker.running)
+        worker.start()
+        wait_until(lambda: not worker.running)
+        assert worker.starts == 2
+
+
+def deliverer(fake: FakeInserter, spool: Spool | None = None) -> Deliverer:
+    retries: list[BaseException] = []
+    return Deliverer(
+        fake,
+        RetryPolicy(attempts=3, max_delay=1.0, first_wait=0.001, jitter=0.0),
+        spool,
+        threading.Event(),
+        lambda error: f"{type(error).__name__}: {error}",
+        retries.append,
+    )
+
+
+class TestDeliverer:
+    """Insert, retry, bisect, spool: an outcome, no counters."""
+
+    def test_sent(self) -> None:
+        fake = FakeInserter()
+        outcome = deliverer(fake).deliver(new_batch([row(1), row(2)]))
+        assert (outcome.sent, outcome.spooled, dict(outcome.dropped)) == (2, 0, {})
+
+    def test_transient_errors_are_retried(self) -> None:
+        fake = FakeInserter()
+        fake.errors = [OSError("reset"), OSError("reset")]
+        outcome = deliverer(fake).deliver(new_batch([row(1)]))
+        assert outcome.sent == 1
+        assert fake.calls == 3
+
+    def test_poisoned_rows_are_isolated(self) -> None:
+        fake = FakeInserter()
+
+        def refuse(rows: Any) -> None:
+            if any(r["message"] == "m3" for r in rows):
+                raise errors.ServerException("bad value", code=27)
+
+        fake.on_insert = refuse
+        outcome = deliverer(fake).deliver(new_batch([row(n) for n in range(8)]))
+        assert outcome.sent == 7
+        assert dict(outcome.dropped) == {"bad_row": 1}
+        assert sorted(fake.messages) == sorted(f"m{n}" for n in range(8) if n != 3)
+
+    def test_failure_goes_to_the_spool(self, tmp_path: Path) -> None:
+        fake = FakeInserter()
+        fake.always = errors.ServerException("no such table", code=60)
+        spool = Spool(tmp_path)
+        outcome = deliverer(fake, spool).deliver(new_batch([row(1), row(2)]))
+        assert (outcome.spooled, outcome.permanent) == (2, True)
+        assert spool.status().rows == 2
+        assert outcome.notes[0].kind == "permanent_error"
+
+    def test_failure_without_spool_is_dropped_with_its_reason(self) -> None:
+        fake = FakeInserter()
+        fake.always = OSError("down")
+        outcome = deliverer(fake).deliver(new_batch([row(1)]))
+        assert dict(outcome.dropped) == {"delivery_failed": 1}
+
+
+class TestReplayer:
+    """One file at a time; chunks keep distinct tokens; failures back off."""
+
+    def test_replays_in_chunks_with_tokens(self, tmp_path: Path) -> None:
+        spool = Spool(tmp_path)
+        spool.write([row(n) for n in range(5)], "a" * 32)
+        fake = FakeInserter()
+        replayer = SpoolReplayer(spool, fake.insert, batch_size=2, backoff=ReplayBackoff())
+        report = replayer.replay_one()
+        assert report is not None
+        assert (report.rows, report.error) == (5, None)
+        assert fake.tokens == ["a" * 32 + "-0", "a" * 32 + "-2", "a" * 32 + "-4"]
+        assert replayer.replay_one() is None
+
+    def test_a_single_chunk_keeps_the_batch_token(self) -> None:
+        tokens: list[str | None] = []
+        insert_in_chunks(lambda rows, token: tokens.append(token), [row(1)], 10, "b" * 32)
+        assert tokens == ["b" * 32]
+
+    def test_failure_puts_the_file_back_with_a_delay(self, tmp_path: Path) -> None:
+        spool = Spool(tmp_path)
+        spool.write([row(1)], "c" * 32)
+        fake = FakeInserter()
+        fake.always = OSError("down")
+        replayer = SpoolReplayer(spool, fake.insert, batch_size=10, backoff=ReplayBackoff())
+        report = replayer.replay_one()
+        assert report is not None
+        assert report.transient
+        assert report.retry_in == ReplayBackoff().transient
+        assert not replayer.due(time.monotonic())
+        assert spool.status().files == 1
+
+    def test_immediate_backoff_never_buries(self) -> None:
+        assert not IMMEDIATE.buries(transient=False, failures=100)
+        assert ReplayBackoff().buries(transient=False, failures=4)
+
+
+class TestPolicies:
+    def test_cooldown_doubles_up_to_its_longest(self) -> None:
+        assert [Cooldown().pause(n) for n in (1, 2, 3, 10)] == [1.0, 2.0, 4.0, 60.0]
