@@ -13,6 +13,7 @@ from .handler import ClickHouseHandler
 from .runner import RunResult, log_step, run_and_log
 from .schema import FIELDS, Field
 from .settings import ConnectionSettings
+from .signals import exit_on_sigterm
 from .store import LocalStoreHandler
 from .transport import ClickHouseInserter, Inserter
 
@@ -33,6 +34,7 @@ __all__ = [
     "__version__",
     "attach_handler",
     "current_context",
+    "exit_on_sigterm",
     "log_context",
     "log_step",
     "run_and_log",

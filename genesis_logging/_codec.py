@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final, TypeAlias
 
-from ._values import INVALID, clean_text, coerce_field, safe_str, to_attribute
+from ._values import INVALID, clean_text, coerce_field, safe_repr, safe_str, to_attribute
 from .context import CONTEXT_ATTRIBUTE, current_context
 from .schema import DEFAULT_SERVICE, FIELDS, SETTABLE_FIELDS, Kind
 
@@ -51,6 +51,9 @@ _INT_BOUNDS: Final = {
 }
 
 _MARKER_ROOM: Final = 80  # characters reserved for the truncation marker
+# DateTime64's range: 1900-01-01 to 2299-12-31 (seconds since the epoch).
+_EARLIEST: Final = -2_208_988_800.0
+_LATEST: Final = 10_413_791_999.0
 
 #: Default longest text of one field (characters): large enough for a 1 MB stdout.
 DEFAULT_MAX_FIELD_CHARS: Final = 4 * 1024 * 1024
@@ -99,7 +102,7 @@ class RecordConverter:
         """Return the row of ``record``; never raises, never mutates the record."""
         attributes: dict[str, str] = {}
         row: Row = {
-            "timestamp": round(record.created * 1000),
+            "timestamp": self._timestamp(record.created, attributes),
             "level": safe_str(record.levelname).lower(),
             "message": self._message(record, attributes),
             "logger": safe_str(record.name),
@@ -133,6 +136,18 @@ class RecordConverter:
         if attributes:
             row["attributes"] = attributes
         return row
+
+    def _timestamp(self, created: object, attributes: dict[str, str]) -> int:
+        """Milliseconds of ``record.created``; a value no table can hold (NaN, infinity,
+        nanoseconds by mistake) becomes now, and the original is kept in ``attributes``."""
+        if type(created) is float and _EARLIEST <= created <= _LATEST:  # NaN compares false
+            return round(created * 1000)
+        number = isinstance(created, (int, float)) and not isinstance(created, bool)
+        if number and _EARLIEST <= created <= _LATEST:  # type: ignore[operator]
+            return round(created * 1000)  # type: ignore[operator]
+        self._count_coercion()
+        attributes["created.original"] = safe_repr(created)
+        return round(time.time() * 1000)
 
     def _truncate(self, name: str, text: str, attributes: dict[str, str]) -> str:
         """Cut ``text`` to the limit, say so inside it, and keep its length aside."""

@@ -6,12 +6,15 @@ counts, the reporter warns.
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from ._batch import Batch, Note, Outcome
 from ._codec import Row
-from ._faults import is_row_error, is_transient
+from ._faults import is_transient
+from ._inserts import PartialInsertError, insert_isolating
 from ._policies import RetryPolicy
 from .spool import Spool
 from .transport import Inserter
@@ -46,12 +49,18 @@ class Deliverer:
         on_retry: Callable[[BaseException], None],
     ) -> None:
         self.inserter = inserter
-        self._retrying = retry.retrying(abort, on_retry)
+        self.deadline = math.inf  # set while delivering inline at interpreter exit
+        self._retrying = retry.retrying(abort, on_retry, lambda: self.deadline)
         self._spool = spool
         self._describe = describe
 
     def deliver(self, batch: Batch) -> Outcome:
-        """Insert ``batch``; never raises."""
+        """Insert ``batch``; never raises. Past the deadline, spool it without trying."""
+        if time.monotonic() >= self.deadline:
+            return self.spool(batch, "shutdown")
+        limit = getattr(self.inserter, "limit_time", None)
+        if limit is not None:
+            limit(self.deadline)
         outcome = Outcome()
         self._insert(batch.rows, batch.id, outcome)
         missing = getattr(self.inserter, "missing_columns", None)
@@ -66,38 +75,27 @@ class Deliverer:
         return outcome
 
     def _insert(self, rows: list[Row], token: str, outcome: Outcome) -> None:
+        def insert(part: Sequence[Row], part_token: str | None) -> None:
+            self._retrying(self.inserter.insert, part, part_token)
+
         try:
-            self._retrying(self.inserter.insert, rows, token)
-        except Exception as error:
-            if not is_row_error(error):
-                transient = is_transient(error)
-                self._failed(
-                    rows,
-                    token,
-                    error,
-                    "delivery_failed" if transient else "permanent_error",
-                    outcome,
-                )
-            elif len(rows) > 1:  # some rows poison the batch: split until only they are left out
-                middle = len(rows) // 2
-                self._insert(rows[:middle], f"{token}a", outcome)
-                self._insert(rows[middle:], f"{token}b", outcome)
-            else:
-                message = self._describe(error)
-                outcome.error = message
-                outcome.failed_batches += 1
-                outcome.dropped["bad_row"] += 1
-                outcome.notes.append(
-                    Note(
-                        "bad_row",
-                        f"1 record not delivered (the server refused this row): {message}",
-                    )
-                )
-        else:
-            outcome.sent += len(rows)
+            done = insert_isolating(insert, rows, token)
+        except PartialInsertError as partial:
+            done = partial.done
+            error = partial.error
+            reason = "delivery_failed" if is_transient(error) else "permanent_error"
+            self._failed(partial.unsent, token, error, reason, outcome)
+        outcome.sent += done.sent
+        for _, error in done.refused:  # one refused row costs that row only
+            message = self._describe(error)
+            outcome.error = message
+            outcome.failed_batches += 1
+            outcome.dropped["bad_row"] += 1
+            text = f"1 record not delivered (the server refused this row): {message}"
+            outcome.notes.append(Note("bad_row", text))
 
     def _failed(
-        self, rows: list[Row], token: str, error: Exception, reason: str, outcome: Outcome
+        self, rows: list[Row], token: str, error: BaseException, reason: str, outcome: Outcome
     ) -> None:
         message = self._describe(error)
         outcome.error = message

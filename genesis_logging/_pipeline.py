@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 import time
 import weakref
@@ -21,7 +22,7 @@ from ._config import HandlerConfig
 from ._deliver import Deliverer
 from ._policies import Cooldown, ReplayBackoff, RetryPolicy
 from ._queue import BatchQueue
-from ._replay import ReplayReport, SpoolReplayer
+from ._replay import SpoolReplayer
 from ._report import Reporter
 from ._worker import Worker
 from .spool import Spool
@@ -49,6 +50,17 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _close_at_child_exit(pipeline: BatchPipeline) -> None:
+    """In a ``multiprocessing`` child, close at its exit: it ends with ``os._exit``, which
+    runs no ``atexit`` hook and so no ``logging.shutdown()``, but it runs finalizers."""
+    multiprocessing = sys.modules.get("multiprocessing")
+    if multiprocessing is None or multiprocessing.parent_process() is None:
+        return
+    from multiprocessing import util
+
+    util.Finalize(None, pipeline.close, exitpriority=10)
 
 
 class BatchPipeline:
@@ -133,8 +145,8 @@ class BatchPipeline:
         elif put.dropped and not self._queue.closing:
             policy = self.config.queue_full_policy
             self.reporter.warn("queue_full", f"queue full ({policy}): records dropped")
-        if not self._worker.running:
-            self._worker.start()
+        if not self._worker.running and self._worker.start() and self._worker.starts == 1:
+            _close_at_child_exit(self)
 
     def drop(self, reason: str) -> None:
         """Count a row that could not even be queued."""
@@ -206,27 +218,12 @@ class BatchPipeline:
         report = replayer.replay_one()
         if report is None:
             return
-        if report.error is None:
-            self._queue.count("replayed_rows", report.rows, spool=True)
-            self._queue.count("unreadable_lines", report.unreadable, spool=True)
-            return
-        self._replay_failed(report, report.error)
-
-    def _replay_failed(self, report: ReplayReport, error: BaseException) -> None:
-        message = self.reporter.describe(error)
-        self.reporter.error(message)
-        if report.buried:
-            self._queue.count("dead_letter_rows", report.file.rows, spool=True)
-            self.reporter.warn(
-                "dead_letter",
-                f"spool file set aside in dead/ after repeated permanent failures ({message}); "
-                "'genesis-logging spool replay --dead' retries it",
-                force=True,
-            )
-        self.reporter.warn(
-            "replay_failed",
-            f"replaying the spool failed, next try in {report.retry_in:.0f}s: {message}",
-        )
+        for name, amount in report.counts().items():
+            self._queue.count(name, amount, spool=True)
+        if report.error is not None:
+            self.reporter.error(self.reporter.describe(report.error))
+        for note in report.notes(self.reporter.describe):
+            self.reporter.warn(note.kind, note.text, force=note.force)
 
     # -- flush and close -------------------------------------------------------------------
 
@@ -261,25 +258,44 @@ class BatchPipeline:
 
     def _deliver_inline(self, deadline: float) -> None:
         """No thread can run (interpreter exit): deliver from the caller's thread."""
-        previous = _guard.enter()
+        previous = _guard.enter(defer=False)
+        self._deliverer.deadline = deadline  # no retry, sleep or socket wait beyond it
         try:
-            while time.monotonic() < deadline:
-                batch = self._queue.take(wait=False)
-                if batch is None:
-                    return
-                self._deliver(batch)
+            while (batch := self._queue.take(wait=False)) is not None:
+                self._deliver(batch)  # past the deadline: straight to the spool
         finally:
+            self._deliverer.deadline = math.inf
             _guard.leave(previous)
 
     def close(self, *, wait: bool = True) -> None:
         """Deliver what is queued within ``shutdown_timeout``, stop the worker. Idempotent.
 
-        When the server is unreachable, at most ``shutdown_timeout`` is spent here — less
-        if a ``drain()`` just spent it without any progress.
+        When the server is unreachable, at most ``shutdown_timeout`` is spent — less if a
+        ``drain()`` just spent it without any progress. Without ``wait`` (the caller holds
+        a lock the worker may need, as ``dictConfig`` does) the same happens in a
+        non-daemon thread, which the interpreter waits for before it exits.
         """
         if self._queue.closing:
             return
         self._queue.close()
+        if wait:
+            self._wind_down()
+            return
+        closer = threading.Thread(target=self._wind_down, name=f"{self._name}-close")
+        try:
+            closer.start()
+        except RuntimeError:  # interpreter shutdown: stop now, keep what we can
+            self._abort.set()
+            self._spool_leftovers()
+
+    def _wind_down(self) -> None:
+        previous = _guard.enter(defer=False)
+        try:
+            self._wait_then_stop()
+        finally:
+            _guard.leave(previous)
+
+    def _wait_then_stop(self) -> None:
         limit = self.config.shutdown_timeout
         stalled = self._stalled
         if (
@@ -292,11 +308,11 @@ class BatchPipeline:
         try:
             if worker.inline:
                 self._deliver_inline(time.monotonic() + limit)
-            elif wait:
+            else:
                 self._queue.wait_for(lambda: not worker.running, time.monotonic() + limit)
         finally:
             finished = not worker.running
-            if not finished and wait:
+            if not finished:
                 self._abort.set()  # stop retrying: the worker spools its batch and ends
                 self._queue.wait_for(lambda: not worker.running, time.monotonic() + _ABORT_GRACE)
                 self._rescue_in_flight()

@@ -5,7 +5,9 @@ Each is immutable; whoever holds the state (attempts, failures) asks the policy 
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,10 +22,21 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
+from tenacity.stop import stop_base
 
 from ._faults import is_transient
 
 __all__ = ["Cooldown", "ReplayBackoff", "RetryPolicy"]
+
+
+class _StopAtDeadline(stop_base):
+    """Stop once ``deadline()`` (a ``time.monotonic()`` value) has passed."""
+
+    def __init__(self, deadline: Callable[[], float]) -> None:
+        self._deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return time.monotonic() >= self._deadline()
 
 
 @dataclass(frozen=True)
@@ -41,23 +54,34 @@ class RetryPolicy:
     jitter: float = 0.2
 
     def retrying(
-        self, abort: threading.Event, before_sleep: Callable[[BaseException], None]
+        self,
+        abort: threading.Event,
+        before_sleep: Callable[[BaseException], None],
+        deadline: Callable[[], float] = lambda: math.inf,
     ) -> Retrying:
-        """A tenacity ``Retrying`` that ``abort`` cuts short, sleep included."""
+        """A tenacity ``Retrying`` that ``abort`` cuts short, sleep included, and that
+        never retries or sleeps past ``deadline()`` (a ``time.monotonic()`` value)."""
 
         def report(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             if error is not None:
                 before_sleep(error)
 
+        backoff = wait_exponential(
+            multiplier=self.first_wait, max=self.longest_wait
+        ) + wait_random(0, self.jitter)
+
+        def wait(state: RetryCallState) -> float:
+            return max(0.0, min(backoff(state), deadline() - time.monotonic()))
+
         return Retrying(
             stop=(
                 stop_after_attempt(self.attempts)
                 | stop_after_delay(self.max_delay)
                 | stop_when_event_set(abort)
+                | _StopAtDeadline(deadline)
             ),
-            wait=wait_exponential(multiplier=self.first_wait, max=self.longest_wait)
-            + wait_random(0, self.jitter),
+            wait=wait,
             sleep=sleep_using_event(abort),
             retry=retry_if_exception(is_transient),
             before_sleep=report,

@@ -6,49 +6,19 @@ Used by the handler's worker, by ``genesis-logging spool replay``; its chunking 
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._codec import Row
+from ._batch import Note
 from ._faults import is_transient
+from ._inserts import Insert, Inserted, PartialInsertError, insert_in_chunks
 from ._policies import ReplayBackoff
 from .spool import Spool, SpoolFile
 
-__all__ = ["Insert", "ReplayReport", "SpoolReplayer", "chunks", "insert_in_chunks"]
-
-Insert = Callable[[Sequence[Row], "str | None"], None]
-
-
-def chunks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
-    """``rows`` in lists of ``size`` at most."""
-    chunk: list[Row] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def insert_in_chunks(insert: Insert, rows: Iterable[Row], size: int, batch_id: str) -> int:
-    """Insert ``rows`` ``size`` at a time, each chunk with its own deduplication token.
-
-    Rows that fit in one chunk keep ``batch_id`` itself (the token of the live attempt);
-    otherwise chunk tokens are ``<batch_id>-<offset>``, never reusing the batch's token
-    for different rows. Returns the rows inserted; the first error is raised.
-    """
-    done = 0
-    pending = chunks(rows, size)
-    chunk = next(pending, None)
-    while chunk is not None:
-        following = next(pending, None)
-        single = done == 0 and following is None
-        insert(chunk, batch_id if single else f"{batch_id}-{done}")
-        done += len(chunk)
-        chunk = following
-    return done
+__all__ = ["ReplayReport", "SpoolReplayer"]
 
 
 @dataclass(frozen=True)
@@ -58,10 +28,38 @@ class ReplayReport:
     file: SpoolFile
     rows: int = 0  # rows delivered
     unreadable: int = 0  # lines that could not be read back
+    refused: int = 0  # rows the server refused, set aside in dead/
     error: BaseException | None = None
     transient: bool = True
     buried: bool = False  # set aside in dead/
     retry_in: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        """What to add to the spool counters."""
+        return {
+            "replayed_rows": self.rows,
+            "unreadable_lines": self.unreadable,
+            "dead_letter_rows": self.refused + (self.file.rows if self.buried else 0),
+        }
+
+    def notes(self, describe: Callable[[BaseException], str]) -> list[Note]:
+        """What a person should hear about this attempt."""
+        notes = []
+        if self.refused:
+            text = f"{self.refused} spooled records refused by the server, set aside in dead/"
+            notes.append(Note("dead_letter", text, force=True))
+        if self.error is None:
+            return notes
+        message = describe(self.error)
+        if self.buried:
+            text = (
+                f"spool file set aside in dead/ after repeated permanent failures ({message}); "
+                "'genesis-logging spool replay --dead' retries it"
+            )
+            notes.append(Note("dead_letter", text, force=True))
+        text = f"replaying the spool failed, next try in {self.retry_in:.0f}s: {message}"
+        notes.append(Note("replay_failed", text))
+        return notes
 
 
 class SpoolReplayer:
@@ -90,10 +88,11 @@ class SpoolReplayer:
         """Something was spooled: look within the idle interval."""
         self.next_at = min(self.next_at, time.monotonic() + self._backoff.idle)
 
-    def replay_one(self) -> ReplayReport | None:
-        """Deliver the oldest due file once; ``None`` when no file is due."""
+    def replay_one(self, *, skip: frozenset[str] = frozenset()) -> ReplayReport | None:
+        """Deliver the oldest due file once (not those of the batches in ``skip``);
+        ``None`` when no file is due."""
         try:
-            entry = self.spool.claim()
+            entry = self.spool.claim(skip=skip)
         except OSError:
             entry = None
         if entry is None:
@@ -101,14 +100,43 @@ class SpoolReplayer:
             return None
         try:
             rows, unreadable = self.spool.read(entry)
-            insert_in_chunks(self._insert, rows, self._batch_size, entry.batch_id)
+        except OSError as error:
+            return self._failed(entry, error)
+        try:
+            done = insert_in_chunks(
+                self._insert, rows, self._batch_size, entry.batch_id, offset=entry.offset
+            )
+        except PartialInsertError as partial:
+            # Keep only what was not delivered, so a fault costs no duplicates beyond the
+            # chunk it hit (and none on servers that deduplicate: its token is kept).
+            refused = self._set_aside(partial.done)
+            rest = entry
+            if partial.done.sent or refused:
+                with contextlib.suppress(OSError):  # else the whole file stays: no loss
+                    rest = self.spool.rewrite(entry, partial.unsent, partial.offset)
+            report = self._failed(rest, partial.error)
+            return ReplayReport(
+                **{**report.__dict__, "rows": partial.done.sent, "refused": refused}
+            )
         except Exception as error:
             return self._failed(entry, error)
+        refused = self._set_aside(done)
         self.spool.complete(entry)
         self.next_at = time.monotonic()  # more may wait: go on at once
-        return ReplayReport(entry, rows=len(rows), unreadable=unreadable)
+        return ReplayReport(entry, rows=done.sent, unreadable=unreadable, refused=refused)
 
-    def _failed(self, entry: SpoolFile, error: Exception) -> ReplayReport:
+    def _set_aside(self, done: Inserted) -> int:
+        """Rows the server refused go to dead/, for a person to look at."""
+        if not done.refused:
+            return 0
+        rows = [row for row, _ in done.refused]
+        try:
+            self.spool.write(rows, uuid.uuid4().hex, dead=True)
+        except OSError:
+            return 0
+        return len(rows)
+
+    def _failed(self, entry: SpoolFile, error: BaseException) -> ReplayReport:
         """Put the file back with a backoff; after repeated permanent failures, aside."""
         transient = isinstance(error, OSError) or is_transient(error)
         delay = self._backoff.delay(transient=transient, failures=entry.failures)

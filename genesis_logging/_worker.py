@@ -55,7 +55,7 @@ class Worker:
             return True
 
     def _run(self) -> None:
-        _guard.enter()  # everything this thread logs is ours: never queued again
+        _guard.enter(defer=False)  # everything this thread logs is ours: never queued
         try:
             self._loop()
         finally:

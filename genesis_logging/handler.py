@@ -23,6 +23,8 @@ from .transport import ClickHouseInserter, Inserter
 
 __all__ = ["QUEUE_FULL_POLICIES", "ClickHouseHandler"]
 
+_DEFERRED_ROUNDS = 8  # rounds of records logged during a logging call (signal handlers)
+
 
 def _holds_logging_lock() -> bool:
     """Whether this thread holds the logging module's lock (``dictConfig`` does)."""
@@ -133,7 +135,12 @@ class ClickHouseHandler(logging.Handler):
             self.converter = RecordConverter(
                 service=service, version=version, max_field_chars=max_field_chars
             )
-            spool = Spool(spool_dir, max_bytes=spool_max_bytes) if spool_dir else None
+            destination = (connection.database, table)
+            spool = (
+                Spool(spool_dir, max_bytes=spool_max_bytes, destination=destination)
+                if spool_dir
+                else None
+            )
         except (OSError, TypeError, ValueError) as error:
             raise ConfigurationError(str(error)) from None
         super().__init__(level)
@@ -175,17 +182,39 @@ class ClickHouseHandler(logging.Handler):
         return result
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Convert the record here, queue the row, return. No I/O, never raises."""
-        if _guard.active():  # logged by our own code (driver, tenacity, a __repr__ ...)
-            self._pipeline.drop("recursion")
+        """Convert the record here, queue the row, return. No I/O, never raises.
+
+        Safe from signal handlers: a record logged while this thread is inside our code
+        (a signal handler, a ``__repr__`` that logs) is submitted right after it.
+        """
+        if _guard.active():
+            if not _guard.defer(self, record):  # the worker's own logging, or recursion
+                self._pipeline.drop("recursion")
             return
         previous = _guard.enter()
+        try:
+            self.submit_deferred(record)
+            for _ in range(_DEFERRED_ROUNDS):
+                deferred = _guard.take_deferred()
+                if not deferred:
+                    break
+                for owner, later in deferred:
+                    owner.submit_deferred(later)
+            for owner, later in _guard.take_deferred(last=True):
+                owner.discard_deferred(later)  # a __repr__ that logs every time it is called
+        finally:
+            _guard.leave(previous)
+
+    def submit_deferred(self, record: logging.LogRecord) -> None:
+        """Convert and queue ``record``; errors go to ``handleError``."""
         try:
             self._pipeline.submit(self.converter.convert(record))
         except Exception:
             self.handleError(record)
-        finally:
-            _guard.leave(previous)
+
+    def discard_deferred(self, record: logging.LogRecord) -> None:
+        """Count a record that was set aside too often (recursion)."""
+        self._pipeline.drop("recursion")
 
     def flush(self) -> None:
         """Wait (up to ``shutdown_timeout``) until earlier records are delivered or failed."""

@@ -7,7 +7,9 @@ Precedence for each setting: the keyword argument, then the URL (argument or
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -42,9 +44,24 @@ def _parse_number(name: str, value: object, *, integer: bool = False) -> float:
         number = int(str(value)) if integer else float(str(value))
     except ValueError:
         raise ConfigurationError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigurationError(f"{name} must be a finite number, got {value!r}")
     if number <= 0:
         raise ConfigurationError(f"{name} must be positive, got {value!r}")
     return number
+
+
+_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:]+")
+
+
+def _check_host(value: object) -> str:
+    """A host name or address; a URL here would carry its password into every message."""
+    host = str(value).strip()
+    if not _HOST.fullmatch(host):
+        raise ConfigurationError(
+            "host must be a host name or address; for a URL use url= or CLICKHOUSE_URL"
+        )
+    return host
 
 
 @dataclass(frozen=True)
@@ -105,7 +122,7 @@ class ConnectionSettings:
         settings = cls()
         changes: dict[str, Any] = {}
         if "host" in values:
-            changes["host"] = str(values["host"])
+            changes["host"] = _check_host(values["host"])
         if "user" in values:
             changes["user"] = str(values["user"])
         if "password" in values:
@@ -186,7 +203,10 @@ def _parse_url(url: str | None) -> dict[str, Any]:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise ConfigurationError("malformed ClickHouse URL (check the port)") from None
+        raise ConfigurationError(
+            "malformed ClickHouse URL (check the port; characters such as ?, #, / and @ in "
+            "the user or password must be percent-encoded)"
+        ) from None
     if parts.scheme not in _SCHEMES:
         raise ConfigurationError(
             f"ClickHouse URL scheme must be one of {sorted(_SCHEMES)}, got {parts.scheme!r}"
@@ -214,7 +234,11 @@ def _parse_url(url: str | None) -> dict[str, Any]:
             "connect_timeout",
             "send_receive_timeout",
         ):
-            raise ConfigurationError(f"unknown ClickHouse URL parameter {key!r}")
+            shown = repr(key) if key.isidentifier() else "(not a parameter name)"
+            raise ConfigurationError(
+                f"unknown ClickHouse URL parameter {shown}; characters such as ?, # and / in "
+                "the user or password must be percent-encoded"
+            )
         values[key] = items[-1]
     return values
 

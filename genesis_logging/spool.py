@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -25,9 +26,21 @@ __all__ = ["DEFAULT_SPOOL_MAX_BYTES", "Spool", "SpoolFile", "SpoolStatus"]
 _SUFFIX: Final = ".jsonl"
 _CLAIMED: Final = ".claimed-"
 _NAME: Final = re.compile(
-    r"(?P<created>\d{19})-(?P<batch>[0-9a-f]{32})-n(?P<rows>\d+)-f(?P<failures>\d+)\.jsonl"
+    r"(?P<created>\d{19})-(?P<batch>[0-9a-f]{32})-n(?P<rows>\d+)-f(?P<failures>\d+)"
+    r"(?:-o(?P<offset>\d+))?(?:-d(?P<destination>[A-Za-z0-9_%]+\.[A-Za-z0-9_%]+))?\.jsonl"
 )
 _DEAD_DIR: Final = "dead"
+_LONGEST_DELAY: Final = 3660.0  # seconds; a due-time further ahead means the clock stepped back
+_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_]")
+
+
+def destination_key(database: str, table: str) -> str:
+    """``database.table`` as it stands in a file name (other characters %-encoded)."""
+
+    def encode(part: str) -> str:
+        return _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m[0].encode()), part)
+
+    return f"{encode(database)}.{encode(table)}"
 
 
 @dataclass(frozen=True)
@@ -39,10 +52,22 @@ class SpoolFile:
     rows: int
     failures: int
     created_ns: int
+    offset: int = 0  # position of the first row in the batch (after a partial replay)
+    destination: str | None = None  # database.table; None: files of older versions
 
     @property
     def name(self) -> str:
-        return f"{self.created_ns:019d}-{self.batch_id}-n{self.rows}-f{self.failures}{_SUFFIX}"
+        offset = f"-o{self.offset}" if self.offset else ""
+        destination = f"-d{self.destination}" if self.destination else ""
+        return (
+            f"{self.created_ns:019d}-{self.batch_id}-n{self.rows}-f{self.failures}"
+            f"{offset}{destination}{_SUFFIX}"
+        )
+
+    def moved(self, directory: Path, **changes: int) -> SpoolFile:
+        """The same batch under another name or directory (failures counted, claim undone)."""
+        entry = replace(self, **changes)  # type: ignore[arg-type]
+        return replace(entry, path=directory / entry.name)
 
 
 @dataclass(frozen=True)
@@ -70,6 +95,8 @@ def _parse(path: Path) -> SpoolFile | None:
         int(match["rows"]),
         int(match["failures"]),
         int(match["created"]),
+        int(match["offset"] or 0),
+        match["destination"],
     )
 
 
@@ -86,19 +113,31 @@ def _pid_alive(pid: int) -> bool:
 class Spool:
     """Undelivered batches on disk, capped in size; oldest files are evicted first.
 
+    Several processes and handlers may share one directory: every file carries its
+    destination (``database.table``) in its name, and a spool made for a destination
+    claims only that destination's files (and those of versions that wrote none).
+
     Args:
-        directory: where the files live; created if missing.
+        directory: where the files live; created if missing (and again if deleted).
         max_bytes: cap of the directory's batch files; writing past it evicts the
             oldest unclaimed files.
+        destination: ``(database, table)`` the files written here are for; ``None`` for a
+            spool that reads every file (``genesis-logging spool status``).
     """
 
     def __init__(
-        self, directory: str | os.PathLike[str], *, max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+        destination: tuple[str, str] | None = None,
     ) -> None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
             raise ValueError(f"spool max_bytes must be a positive integer, got {max_bytes!r}")
         self.directory = Path(directory)
         self.max_bytes = max_bytes
+        self.destination = destination_key(*destination) if destination else None
+        self._known_bytes: int | None = None  # the directory's size as last listed, plus ours
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
@@ -106,8 +145,25 @@ class Spool:
 
     # -- writing -------------------------------------------------------------------------
 
-    def write(self, rows: Sequence[Row], batch_id: str, *, failures: int = 0) -> int:
+    def write(
+        self,
+        rows: Sequence[Row],
+        batch_id: str,
+        *,
+        failures: int = 0,
+        offset: int = 0,
+        dead: bool = False,
+    ) -> int:
         """Store ``rows`` as one file, atomically. Returns the rows evicted to make room.
+
+        The directory is listed only when the cap may be reached, so the cost of a
+        write does not grow with the number of files (the ``spool`` policy writes from
+        the caller's thread).
+
+        Args:
+            offset: the position of the first row in the batch ``batch_id`` (the rest of
+                a batch whose first rows were delivered).
+            dead: straight into ``dead/`` (rows the server refused).
 
         Raises:
             OSError: the file could not be written (read-only, disk full); nothing is
@@ -116,10 +172,26 @@ class Spool:
         data = "".join(map(row_to_json_line, rows)).encode("utf-8")
         if len(data) > self.max_bytes:
             raise OSError(f"batch of {len(data)} bytes exceeds the spool cap of {self.max_bytes}")
-        evicted = self._make_room(len(data))
-        entry = SpoolFile(self.directory, batch_id, len(rows), failures, time.time_ns())
-        final = self.directory / entry.name
-        temporary = self.directory / f".tmp-{os.getpid()}-{batch_id}"
+        evicted = 0 if dead else self._make_room(len(data))
+        directory = self.directory / _DEAD_DIR if dead else self.directory
+        entry = SpoolFile(
+            directory, batch_id, len(rows), failures, time.time_ns(), offset, self.destination
+        )
+        self._write_file(directory / entry.name, data)
+        if self._known_bytes is not None and not dead:
+            self._known_bytes += len(data)
+        return evicted
+
+    def _write_file(self, final: Path, data: bytes) -> None:
+        try:
+            self._write_atomically(final, data)
+        except FileNotFoundError:  # the directory was deleted under us: make it again
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._write_atomically(final, data)
+
+    def _write_atomically(self, final: Path, data: bytes) -> None:
+        directory = final.parent
+        temporary = directory / f".tmp-{os.getpid()}-{threading.get_ident()}-{time.time_ns()}"
         try:
             with open(temporary, "wb") as handle:
                 handle.write(data)
@@ -130,18 +202,20 @@ class Spool:
             with contextlib.suppress(OSError):
                 temporary.unlink()
             raise
-        self._sync_directory()
-        return evicted
+        self._sync_directory(directory)
 
-    def _sync_directory(self) -> None:
+    @staticmethod
+    def _sync_directory(directory: Path) -> None:
         with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
-            descriptor = os.open(self.directory, os.O_RDONLY)
+            descriptor = os.open(directory, os.O_RDONLY)
             try:
                 os.fsync(descriptor)
             finally:
                 os.close(descriptor)
 
     def _make_room(self, needed: int) -> int:
+        if self._known_bytes is not None and self._known_bytes + needed <= self.max_bytes:
+            return 0  # room, as far as we know: no listing (others' writes are seen later)
         entries = sorted(self._entries(), key=lambda e: e[0].created_ns)
         total = sum(size for _, size in entries)
         evicted = 0
@@ -154,6 +228,7 @@ class Spool:
                 continue  # claimed by another process meanwhile
             total -= size
             evicted += entry.rows
+        self._known_bytes = total
         return evicted
 
     def _entries(self) -> Iterator[tuple[SpoolFile, int]]:
@@ -175,24 +250,32 @@ class Spool:
 
     # -- replaying -----------------------------------------------------------------------
 
-    def claim(self) -> SpoolFile | None:
-        """Take the oldest file that is due, by renaming it; ``None`` when there is none.
+    def claim(self, *, skip: frozenset[str] = frozenset()) -> SpoolFile | None:
+        """Take the oldest due file of this spool's destination, by renaming it.
 
-        A file whose retry time (its modification time) lies in the future is skipped.
+        A file whose retry time (its modification time) lies in the future is skipped,
+        unless it lies further ahead than any backoff: then the clock stepped back.
+        ``skip`` names batches not to take (a person replaying skips what failed).
         """
         self.recover_stale_claims()
         now = time.time()
         entries = sorted(self._entries(), key=lambda e: e[0].created_ns)
         for entry, _ in entries:
+            if entry.batch_id in skip or not self._mine(entry):
+                continue
             try:
-                if entry.path.stat().st_mtime > now:
+                due_at = entry.path.stat().st_mtime
+                if now < due_at < now + _LONGEST_DELAY:
                     continue
                 claimed = entry.path.with_name(f"{entry.path.name}{_CLAIMED}{os.getpid()}")
                 os.rename(entry.path, claimed)
             except FileNotFoundError:
                 continue  # another process was faster
-            return SpoolFile(claimed, entry.batch_id, entry.rows, entry.failures, entry.created_ns)
+            return replace(entry, path=claimed)
         return None
+
+    def _mine(self, entry: SpoolFile) -> bool:
+        return self.destination is None or entry.destination in (None, self.destination)
 
     def read(self, entry: SpoolFile) -> tuple[list[Row], int]:
         """The rows of a claimed file, and how many of its lines could not be read."""
@@ -215,30 +298,37 @@ class Spool:
 
     def release(self, entry: SpoolFile, *, retry_in: float, failed: bool = True) -> None:
         """Give a claimed file back, not to be tried again for ``retry_in`` seconds."""
-        failures = entry.failures + (1 if failed else 0)
-        back = SpoolFile(self.directory, entry.batch_id, entry.rows, failures, entry.created_ns)
-        target = self.directory / back.name
-        os.rename(entry.path, target)
+        back = entry.moved(self.directory, failures=entry.failures + (1 if failed else 0))
+        os.rename(entry.path, back.path)
         not_before = time.time() + max(0.0, retry_in)
         with contextlib.suppress(OSError):
-            os.utime(target, (not_before, not_before))
+            os.utime(back.path, (not_before, not_before))
+
+    def rewrite(self, entry: SpoolFile, rows: Sequence[Row], offset: int) -> SpoolFile:
+        """Some rows of a claimed file are delivered: keep only ``rows`` (from ``offset``
+        on, in the batch's numbering), still claimed. Returns the new file."""
+        rest = replace(entry, rows=len(rows), offset=offset)
+        claimed = entry.path.with_name(f"{rest.name}{_CLAIMED}{os.getpid()}")
+        self._write_file(claimed, "".join(map(row_to_json_line, rows)).encode("utf-8"))
+        if claimed != entry.path:
+            self.complete(entry)
+        return replace(rest, path=claimed)
 
     def bury(self, entry: SpoolFile) -> None:
         """Move a file that keeps failing for a permanent reason out of the way."""
         dead = self.directory / _DEAD_DIR
         dead.mkdir(exist_ok=True)
-        os.rename(entry.path, dead / entry.path.name.split(_CLAIMED)[0])
+        os.rename(entry.path, entry.moved(dead).path)
 
     def revive_dead(self) -> int:
         """Put dead letters back in line (after an operator fixed the cause). Returns rows."""
         revived = 0
         for path in self._dead_paths():
             entry = _parse(path)
-            if entry is None:
+            if entry is None or not self._mine(entry):
                 continue
-            fresh = SpoolFile(self.directory, entry.batch_id, entry.rows, 0, entry.created_ns)
             with contextlib.suppress(FileNotFoundError):
-                os.rename(path, self.directory / fresh.name)
+                os.rename(path, entry.moved(self.directory, failures=0).path)
                 revived += entry.rows
         return revived
 

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
+import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
+
+from clickhouse_driver import errors
 
 from ._codec import Row, RowValue
 from .ddl import quote_identifier
@@ -35,6 +39,10 @@ class Inserter(Protocol):
         """Release connections; may be followed by more ``insert`` calls."""
 
 
+_REDESCRIBE_AFTER: Final = 60.0  # seconds before the table's columns are looked up again
+#: Server errors that mean the table's columns changed since they were learned:
+#: NO_SUCH_COLUMN_IN_TABLE, THERE_IS_NO_COLUMN, UNKNOWN_IDENTIFIER.
+_COLUMN_CHANGED: Final = frozenset({16, 8, 47})
 _DATETIME64 = re.compile(r"DateTime64\((\d+)")
 ColumnAdapter = Callable[[list[Any]], list[Any]]
 
@@ -88,6 +96,8 @@ class ClickHouseInserter:
         self.table = table
         self._target = f"{quote_identifier(settings.database)}.{quote_identifier(table)}"
         self.missing_columns: list[str] = []
+        self._deadline = math.inf
+        self._described_at = 0.0
         self._client: Any = None
         self._plan: list[tuple[str, RowValue, ColumnAdapter | None]] = []
         self._statement = ""
@@ -102,9 +112,9 @@ class ClickHouseInserter:
         from clickhouse_driver import Client
 
         client = Client(**self.settings.client_kwargs())
+        self._apply_deadline(client)
         try:
-            described = client.execute(f"DESCRIBE TABLE {self._target}")
-            self._learn(described)
+            self._describe(client)
             info = client.connection.server_info
             # async_insert exists since 21.11; pin it off so the server's default
             # cannot turn our inserts into fire-and-forget.
@@ -117,6 +127,10 @@ class ClickHouseInserter:
             client.disconnect()
             raise
         return client
+
+    def _describe(self, client: Any) -> None:
+        self._learn(client.execute(f"DESCRIBE TABLE {self._target}"))
+        self._described_at = time.monotonic()
 
     def _learn(self, described: Sequence[Sequence[Any]]) -> None:
         types = {str(row[0]): str(row[1]) for row in described}
@@ -142,25 +156,52 @@ class ClickHouseInserter:
             columns.append(adapt(values) if adapt is not None else values)
         return columns
 
+    def limit_time(self, deadline: float) -> None:
+        """Let no connect or socket wait of the next inserts outlast ``deadline``
+        (``time.monotonic()``; ``math.inf`` restores the configured timeouts)."""
+        self._deadline = deadline
+        if self._client is not None:
+            self._apply_deadline(self._client)
+
+    def _apply_deadline(self, client: Any) -> None:
+        connection = client.connection
+        remaining = max(0.05, self._deadline - time.monotonic())
+        connection.connect_timeout = min(self.settings.connect_timeout, remaining)
+        timeout = min(self.settings.send_receive_timeout, remaining)
+        connection.send_receive_timeout = connection.sync_request_timeout = timeout
+        if getattr(connection, "socket", None) is not None:
+            with contextlib.suppress(OSError):
+                connection.socket.settimeout(timeout)
+
     def insert(self, rows: Sequence[Row], token: str | None = None) -> None:
         if not rows:
             return
         if self._client is None:
             self._client = self._connect()
+        elif time.monotonic() - self._described_at > _REDESCRIBE_AFTER:
+            self._describe(self._client)  # a column added by an ALTER gets filled
         settings = self._insert_settings
         if token is not None and self.deduplicates:
             settings = {**settings, "insert_deduplication_token": token}
         try:
-            self._client.execute(
-                self._statement,
-                self.to_columns(rows),
-                columnar=True,
-                types_check=False,
-                settings=settings,
-            )
+            self._execute(rows, settings)
+        except errors.ServerException as error:
+            if error.code not in _COLUMN_CHANGED:
+                raise  # the connection is fine (e.g. some rows refused): keep it
+            self._describe(self._client)  # a column was dropped or renamed: once more
+            self._execute(rows, settings)
         except BaseException:
             self.close()  # a fresh connection (and a fresh DESCRIBE) for the next try
             raise
+
+    def _execute(self, rows: Sequence[Row], settings: dict[str, Any]) -> None:
+        self._client.execute(
+            self._statement,
+            self.to_columns(rows),
+            columnar=True,
+            types_check=False,
+            settings=settings,
+        )
 
     def close(self) -> None:
         client, self._client = self._client, None

@@ -29,6 +29,7 @@ LEAVES: Final = {
     "_config",
     "_faults",
     "_guard",
+    "_inserts",
     "_policies",
     "_report",
     "_values",

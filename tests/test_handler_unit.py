@@ -289,10 +289,10 @@ class TestFaults:
         assert fake.messages == ["outer"]
         assert handler.stats()["dropped"] == {"recursion": 1}
 
-    def test_a_value_that_logs_while_converted_is_not_queued_again(
+    def test_a_value_that_logs_while_converted_is_logged_after_the_call(
         self, fake: FakeInserter
     ) -> None:
-        """The guard covers the caller's thread too: a ``__repr__`` that logs is counted."""
+        """The guard covers the caller's thread too: the nested record waits its turn."""
         handler, logger = make(fake)
 
         class Chatty:
@@ -302,10 +302,24 @@ class TestFaults:
 
         logger.info("outer", extra={"thing": Chatty()})
         handler.close()
-        assert fake.messages == ["outer"]
+        assert fake.messages == ["outer", "rendering Chatty"]
         assert fake.batches[0][0]["attributes"] == {"thing": "chatty"}
-        assert handler.stats()["dropped"] == {"recursion": 1}
-        assert balanced(handler.stats())
+        assert handler.stats()["dropped"] == {}
+
+    def test_a_value_that_always_logs_itself_cannot_recurse(self, fake: FakeInserter) -> None:
+        handler, logger = make(fake)
+
+        class Loop:
+            def __repr__(self) -> str:
+                logger.warning("rendering", extra={"again": self})
+                return "loop"
+
+        logger.info("outer", extra={"thing": Loop()})
+        handler.close()
+        stats = handler.stats()
+        assert fake.messages == ["outer"] + ["rendering"] * 8  # a few rounds, then counted
+        assert stats["dropped"] == {"recursion": 1}
+        assert balanced(stats)
 
     def test_a_dead_worker_is_restarted_and_counted(self, fake: FakeInserter) -> None:
         class Fatal(BaseException):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from genesis_logging._codec import Row, row_from_json_line
-from genesis_logging._replay import insert_in_chunks
+from genesis_logging._inserts import PartialInsertError, insert_in_chunks
 from genesis_logging.configure import setup_logging
 from genesis_logging.runner import run_and_log
 from genesis_logging.schema import FIELDS, Source
@@ -221,25 +221,27 @@ def cmd_load(args: argparse.Namespace, out: TextIO) -> int:
 
     def insert(rows: Any, token: str | None) -> None:
         nonlocal loaded
-        try:
-            inserter.insert(rows, token)
-        except Exception as error:
-            raise CommandError(
-                f"insert into {settings.redacted_url()} failed: {describe(error, settings)}"
-            ) from None
+        inserter.insert(rows, token)
         loaded += len(rows)
         progress.write(f"\rloaded {loaded} records" + (" " * 10))
         progress.flush()
 
     try:
         rows = _rows_of(args.files, out, malformed)
-        insert_in_chunks(insert, rows, args.batch_size, uuid.uuid4().hex)
+        done = insert_in_chunks(insert, rows, args.batch_size, uuid.uuid4().hex)
+    except PartialInsertError as partial:
+        raise CommandError(
+            f"insert into {settings.redacted_url()} failed after {loaded} records: "
+            f"{describe(partial.error, settings)}"
+        ) from None
     finally:
         inserter.close()
     progress.write("\n")
+    for row, error in done.refused:
+        out.write(f"refused by the server: {row.get('message', '')!r}: {describe(error)}\n")
     out.write(
         f"loaded {loaded} records into {settings.redacted_url()} table {args.table}; "
-        f"{malformed[0]} malformed lines skipped\n"
+        f"{malformed[0]} malformed lines skipped; {len(done.refused)} refused\n"
     )
     return 0
 

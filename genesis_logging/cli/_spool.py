@@ -45,35 +45,43 @@ def cmd_purge(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
-    spool = _spool(args)
+    """Replay this destination's files, oldest first; a failing file is skipped."""
     settings = connection_settings(args.url)
+    directory = spool_directory(args.spool_dir)
+    spool = Spool(directory, destination=(settings.database, args.table))
     if args.dead:
         out.write(f"revived {spool.revive_dead()} dead-letter records\n")
     spool.recover_stale_claims()
-    total_files = spool.pending_files()
     inserter = ClickHouseInserter(settings, args.table)
     replayer = SpoolReplayer(spool, inserter.insert, batch_size=args.batch_size, backoff=IMMEDIATE)
     done_files = done_rows = 0
+    failed: set[str] = set()
     try:
-        while (report := replayer.replay_one()) is not None:
-            if report.error is not None:
-                out.write(f"stopped: {describe(report.error, settings)}\n")
-                out.write(f"replayed {done_files}/{total_files} files ({done_rows} records)\n")
-                return 1
-            done_files += 1
+        while (report := replayer.replay_one(skip=frozenset(failed))) is not None:
             done_rows += report.rows
+            if report.refused:
+                out.write(f"{report.refused} records refused by the server: set aside in dead/\n")
+            if report.error is not None:
+                failed.add(report.file.batch_id)
+                out.write(
+                    f"failed, skipped: {report.file.batch_id}: {describe(report.error, settings)}\n"
+                )
+                continue
+            done_files += 1
             skipped = (
                 f", {report.unreadable} unreadable lines skipped" if report.unreadable else ""
             )
-            out.write(
-                f"replayed {done_files}/{total_files} files ({done_rows} records{skipped})\n"
-            )
+            out.write(f"replayed {done_files} files ({done_rows} records{skipped})\n")
             out.flush()
     finally:
         inserter.close()
-    out.write(
-        f"done: {done_rows} records delivered to {settings.redacted_url()} table {args.table}\n"
-    )
+    where = f"{settings.redacted_url()} table {args.table}"
+    if failed:
+        out.write(
+            f"stopped: {len(failed)} files failed; {done_rows} records delivered to {where}\n"
+        )
+        return 1
+    out.write(f"done: {done_rows} records delivered to {where}\n")
     return 0
 
 
