@@ -14,9 +14,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Final, TypeAlias
+from itertools import islice
+from typing import Any, Final, NamedTuple, TypeAlias
 
 from ._values import INVALID, clean_text, coerce_field, safe_repr, safe_str, to_attribute
 from .context import CONTEXT_ATTRIBUTE, current_context
@@ -28,6 +29,7 @@ __all__ = [
     "RecordConverter",
     "Row",
     "RowValue",
+    "Snapshot",
     "format_timestamp",
     "row_from_json_line",
     "row_from_json_object",
@@ -59,6 +61,39 @@ _LATEST: Final = 10_413_791_999.0
 DEFAULT_MAX_FIELD_CHARS: Final = 4 * 1024 * 1024
 
 
+_IMMUTABLE: Final = frozenset({str, int, float, bool, type(None)})
+_LEVELS: Final = (
+    {name: name.lower() for name in logging.getLevelNamesMapping()}
+    if hasattr(logging, "getLevelNamesMapping")
+    else {name: name.lower() for name in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")}
+)
+_LAST_STANDARD: Final = list(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)[-1]
+
+
+def _extras(state: dict[str, Any]) -> dict[str, Any]:
+    """The ``extra=`` fields of a record's ``__dict__`` (and attributes filters added).
+
+    A record's own attributes come first, in a fixed order, so the extras are looked for
+    only after them — unless a record class or factory changed that order.
+    """
+    items: Iterable[tuple[str, Any]] = state.items()
+    if next(islice(state, _STANDARD_COUNT - 1, None), None) == _LAST_STANDARD:
+        items = islice(items, _STANDARD_COUNT, None)
+    return {k: v for k, v in items if k not in STANDARD_RECORD_ATTRIBUTES}
+
+
+class _Converted(NamedTuple):
+    """A value converted at call time: what it adds to the row and to ``attributes``."""
+
+    row: Row
+    attributes: dict[str, str]
+
+
+#: A record as captured in the caller's thread: created, levelname, name, message,
+#: message problems, context, pino-style mapping, extras, exception text.
+Snapshot: TypeAlias = "tuple[Any, Any, Any, str, dict[str, str], dict[Any, object] | None, dict[Any, object] | None, dict[Any, object] | None, str]"
+
+
 class RecordConverter:
     """Convert log records to rows; counts the values it had to coerce.
 
@@ -86,7 +121,7 @@ class RecordConverter:
         self.version = version if version is not None else os.environ.get("GENESIS_VERSION", "")
         if not isinstance(self.service, str) or not isinstance(self.version, str):
             raise TypeError("service and version must be strings")
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a signal handler may log while it is held
         self._coerced = 0
 
     @property
@@ -99,41 +134,117 @@ class RecordConverter:
             self._coerced += 1
 
     def convert(self, record: logging.LogRecord) -> Row:
-        """Return the row of ``record``; never raises, never mutates the record."""
+        """Return the row of ``record`` in one pass (the console's path); never raises,
+        never mutates the record. Equal to ``from_snapshot(capture(record))``."""
         attributes: dict[str, str] = {}
-        row: Row = {
-            "timestamp": self._timestamp(record.created, attributes),
-            "level": safe_str(record.levelname).lower(),
-            "message": self._message(record, attributes),
-            "logger": safe_str(record.name),
-            "service": self.service,
-        }
-        if self.version:
-            row["version"] = self.version
+        message = self._message(record, attributes)
+        row = self._head(record.created, record.levelname, record.name, message, attributes)
+        state = record.__dict__
+        context = state.get(CONTEXT_ATTRIBUTE)
+        self._merge(
+            context if isinstance(context, Mapping) else current_context(), row, attributes
+        )
+        if isinstance(record.msg, Mapping) and not record.args:
+            self._merge(record.msg, row, attributes)  # pino style: logger.info({...})
+        if len(state) > _STANDARD_COUNT or CONTEXT_ATTRIBUTE in state:  # extra= was given
+            extras = _extras(state)
+            if extras:
+                self._merge(extras, row, attributes)
+        return self._tail(row, attributes, self._exception(record))
 
+    def capture(self, record: logging.LogRecord) -> Snapshot:
+        """What must be taken at call time (the handler's path, in the caller's thread).
+
+        The message is bound to its arguments and the traceback formatted; values that
+        are not immutable (``str``, ``int``, ``float``, ``bool``, ``None``) are converted
+        now, so a later mutation by the caller cannot change the record. Everything
+        else — coercion, cleaning, size limits — waits for :meth:`from_snapshot`.
+        """
+        problems: dict[str, str] = {}
+        message = self._message(record, problems, clean=False)
         state = record.__dict__
         context = state.get(CONTEXT_ATTRIBUTE)
         if not isinstance(context, Mapping):
             context = current_context()
-        self._merge(context, row, attributes)
-        if isinstance(record.msg, Mapping) and not record.args:
-            self._merge(record.msg, row, attributes)  # pino style: logger.info({...})
+        msg = record.msg
+        pino = msg if not record.args and isinstance(msg, Mapping) else None
+        extras = None
         if len(state) > _STANDARD_COUNT or CONTEXT_ATTRIBUTE in state:  # extra= was given
-            extras = {k: v for k, v in state.items() if k not in STANDARD_RECORD_ATTRIBUTES}
-            if extras:
-                self._merge(extras, row, attributes)
+            extras = _extras(state)
+        exc = record.exc_info
+        exception = self._exception(record) if exc or record.stack_info or record.exc_text else ""
+        return (
+            record.created,
+            record.levelname,
+            record.name,
+            message,
+            problems,
+            self._freeze(context) if context else None,
+            self._freeze(pino) if pino else None,
+            self._freeze(extras, ours=True) if extras else None,
+            exception,
+        )
 
-        exception = self._exception(record)
+    def from_snapshot(self, snapshot: Snapshot) -> Row:
+        """The row of a captured record (in the worker); the same row ``convert`` gives."""
+        created, levelname, name, message, problems, context, pino, extras, exception = snapshot
+        attributes = dict(problems)
+        text = message if type(message) is str and message.isascii() else safe_str(message)
+        row = self._head(created, levelname, name, text, attributes)
+        for values in (context, pino, extras):
+            if values:
+                self._merge(values, row, attributes)
+        return self._tail(row, attributes, exception)
+
+    def _freeze(self, values: Mapping[Any, object], *, ours: bool = False) -> dict[Any, object]:
+        """``values`` with everything that is not immutable converted now; a copy unless
+        ``ours`` (a dict nobody else holds)."""
+        for key, value in values.items():
+            if type(key) is not str or type(value) not in _IMMUTABLE:
+                break
+        else:  # the common case: str keys, immutable values
+            return values if ours and type(values) is dict else dict(values)
+        frozen: dict[Any, object] = {}
+        for key, value in values.items():
+            if type(key) is str and type(value) in _IMMUTABLE:
+                frozen[key] = value
+                continue
+            row: Row = {}
+            attributes: dict[str, str] = {}
+            self._merge({key: value}, row, attributes)  # the very rules, applied now
+            frozen[key if type(key) is str else safe_str(key)] = _Converted(row, attributes)
+        return frozen
+
+    def _head(
+        self,
+        created: object,
+        levelname: object,
+        name: object,
+        message: str,
+        attributes: dict[str, str],
+    ) -> Row:
+        level = _LEVELS.get(levelname) if type(levelname) is str else None
+        row: Row = {
+            "timestamp": self._timestamp(created, attributes),
+            "level": level or safe_str(levelname).lower(),
+            "message": message,
+            "logger": name if type(name) is str and name.isascii() else safe_str(name),
+            "service": self.service,
+        }
+        if self.version:
+            row["version"] = self.version
+        return row
+
+    def _tail(self, row: Row, attributes: dict[str, str], exception: str) -> Row:
         if exception:
             row["exception"] = exception
         limit = self.max_field_chars
         oversized = [n for n, v in row.items() if type(v) is str and len(v) > limit]
-        oversized_attributes = [n for n, v in attributes.items() if len(v) > limit]
         for name in oversized:
             row[name] = self._truncate(name, row[name], attributes)  # type: ignore[arg-type]
-        for name in oversized_attributes:
-            attributes[name] = self._truncate(name, attributes[name], attributes)
         if attributes:
+            for name in [n for n, v in attributes.items() if len(v) > limit]:
+                attributes[name] = self._truncate(name, attributes[name], attributes)
             row["attributes"] = attributes
         return row
 
@@ -158,6 +269,10 @@ class RecordConverter:
 
     def _merge(self, values: Mapping[Any, object], row: Row, attributes: dict[str, str]) -> None:
         for key, value in values.items():
+            if type(value) is _Converted:  # converted at call time (see capture)
+                row.update(value.row)
+                attributes.update(value.attributes)
+                continue
             name = (
                 key
                 if type(key) is str and key.isascii()
@@ -190,11 +305,14 @@ class RecordConverter:
             else:
                 attributes[name] = to_attribute(value)
 
-    def _message(self, record: logging.LogRecord, attributes: dict[str, str]) -> str:
+    def _message(
+        self, record: logging.LogRecord, attributes: dict[str, str], *, clean: bool = True
+    ) -> str:
         if isinstance(record.msg, Mapping) and not record.args:
             return ""
         try:
-            return clean_text(record.getMessage())
+            message = record.getMessage()
+            return clean_text(message) if clean else message
         except Exception as error:  # bad args or a hostile __str__: keep what we can
             self._count_coercion()
             attributes["message_error"] = f"{type(error).__name__}: {safe_str(error)}"
@@ -239,8 +357,9 @@ _ORDER: Final = tuple((f.name, f.kind is Kind.TIMESTAMP, f.default) for f in FIE
 def row_to_json_object(row: Row, *, keep_empty: bool = False) -> dict[str, Any]:
     """The JSON object of a row: schema order, ISO timestamp, empty fields left out."""
     data: dict[str, Any] = {}
+    get = row.get
     for name, is_timestamp, default in _ORDER:
-        value = row.get(name)
+        value = get(name)
         if value is None or (not value and type(value) is not int):  # None, "" or {}
             if not keep_empty:
                 continue

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["Deferred", "active", "defer", "enter", "leave", "take_deferred"]
+__all__ = ["Deferred", "active", "defer", "enter", "leave", "pending", "take_deferred"]
 
 
 class Deferred(Protocol):
@@ -25,43 +25,62 @@ class Deferred(Protocol):
     def discard_deferred(self, record: logging.LogRecord) -> None: ...
 
 
-_state = threading.local()
+class _State(threading.local):
+    active = False
+    deferring = False  # records logged meanwhile are set aside (not in the worker)
+    deferred: list[tuple[Deferred, logging.LogRecord]] | None = None
+
+
+_state = _State()
 
 
 def active() -> bool:
     """Whether this thread is inside pipeline code."""
-    return getattr(_state, "active", False)
+    return _state.active
 
 
-def enter(*, defer: bool = True) -> tuple[bool, object]:
+def enter(*, defer: bool = True) -> tuple[bool, bool, Any]:
     """Mark this thread as inside pipeline code; returns what :func:`leave` restores.
 
     With ``defer``, records logged meanwhile are set aside (see :func:`defer`).
     """
-    previous = (getattr(_state, "active", False), getattr(_state, "deferred", None))
-    _state.active = True
-    if not previous[0]:
-        _state.deferred = [] if defer else None
+    state = _state
+    previous = (state.active, state.deferring, state.deferred)
+    if not state.active:
+        state.active = True
+        state.deferring = defer
+        state.deferred = None
     return previous
 
 
-def leave(previous: tuple[bool, object]) -> None:
+def leave(previous: tuple[bool, bool, Any]) -> None:
     """Restore the mark :func:`enter` returned."""
-    _state.active, _state.deferred = previous
+    state = _state
+    state.active, state.deferring, state.deferred = previous
 
 
 def defer(owner: Deferred, record: logging.LogRecord) -> bool:
     """Set ``record`` aside for the interrupted call; ``False`` when that is not allowed
     (the worker thread, or while set-aside records are being submitted)."""
-    deferred = getattr(_state, "deferred", None)
-    if deferred is None:
+    state = _state
+    if not state.deferring:
         return False
-    deferred.append((owner, record))
+    if state.deferred is None:
+        state.deferred = []
+    state.deferred.append((owner, record))
     return True
+
+
+def pending() -> bool:
+    """Whether records were set aside since :func:`enter`."""
+    return _state.deferred is not None
 
 
 def take_deferred(*, last: bool = False) -> list[tuple[Deferred, logging.LogRecord]]:
     """The records set aside so far; with ``last``, later ones are no longer set aside."""
-    deferred: list[tuple[Deferred, logging.LogRecord]] = getattr(_state, "deferred", None) or []
-    _state.deferred = None if last else []
-    return deferred
+    state = _state
+    deferred = state.deferred
+    state.deferred = None
+    if last:
+        state.deferring = False
+    return deferred or []

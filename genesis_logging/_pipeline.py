@@ -71,6 +71,7 @@ class BatchPipeline:
         inserter: the seam to the database.
         reporter: describes errors and warns people.
         reconnect: makes a fresh inserter for a forked child (``None``: keep ``inserter``).
+        to_row: turns a submitted item into a row, in the worker (``None``: items are rows).
         spool: where undeliverable rows go.
         name: the worker thread's name.
     """
@@ -82,6 +83,7 @@ class BatchPipeline:
         reporter: Reporter,
         *,
         reconnect: Callable[[], Inserter] | None = None,
+        to_row: Callable[[Any], Row] | None = None,
         spool: Spool | None = None,
         name: str = "genesis-logging",
     ) -> None:
@@ -89,6 +91,7 @@ class BatchPipeline:
         self.reporter = reporter
         self.spool = spool
         self._reconnect = reconnect
+        self._to_row = to_row
         self._cooldown_policy = Cooldown()
         self._retry = RetryPolicy(config.retry_attempts, config.retry_max_delay)
         self._queue = BatchQueue(
@@ -137,11 +140,13 @@ class BatchPipeline:
 
     # -- the callers' side -----------------------------------------------------------------
 
-    def submit(self, row: Row) -> None:
-        """Queue ``row``; never blocks beyond the ``block`` policy's timeout."""
-        put = self._queue.put(row)
+    def submit(self, item: Any) -> None:
+        """Queue a row (or an item ``to_row`` makes one of); never blocks beyond the
+        ``block`` policy's timeout."""
+        put = self._queue.put(item)
         if put.spill is not None:  # ``spool`` policy: this caller writes one batch
-            self._finish(put.spill, self._deliverer.spool(put.spill, "spool_failed"))
+            spill = self._rows(put.spill)
+            self._finish(spill, self._deliverer.spool(spill, "spool_failed"))
         elif put.dropped and not self._queue.closing:
             policy = self.config.queue_full_policy
             self.reporter.warn("queue_full", f"queue full ({policy}): records dropped")
@@ -176,7 +181,14 @@ class BatchPipeline:
         self._queue.wake()
         self._deliverer.close()
 
+    def _rows(self, batch: Batch) -> Batch:
+        """The batch with its items turned into rows (captured records are converted here,
+        off the caller's thread)."""
+        to_row = self._to_row
+        return batch if to_row is None else Batch(batch.id, [to_row(item) for item in batch.rows])
+
     def _deliver(self, batch: Batch) -> None:
+        batch = self._rows(batch)
         self._current = batch
         try:
             outcome = self._deliverer.deliver(batch)
@@ -339,6 +351,7 @@ class BatchPipeline:
             return  # still delivering in the background (reconfiguration)
         batch = self._queue.leftovers()
         if batch is not None:
+            batch = self._rows(batch)
             self._finish(batch, self._deliverer.spool(batch, "shutdown"))
 
     def stats(self) -> dict[str, Any]:

@@ -70,7 +70,9 @@ class GenesisJsonFormatter(JsonFormatter):
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         """python-json-logger's encoding, with Unicode line separators escaped."""
         text = super().jsonify_log_record(log_data)
-        return text if text.isascii() else text.translate(_LINE_BREAKS)
+        if text.isascii() or not ("\u2028" in text or "\u2029" in text or "\x85" in text):
+            return text
+        return text.translate(_LINE_BREAKS)
 
     def stats(self) -> dict[str, int]:
         """Counters of this formatter: ``coerced`` values."""

@@ -154,6 +154,7 @@ class ClickHouseHandler(logging.Handler):
             inserter or connect(),
             Reporter(where=where, secret=connection.password),
             reconnect=None if inserter is not None else connect,
+            to_row=self.converter.from_snapshot,
             spool=spool,
             name=f"genesis-logging-{table}",
         )
@@ -194,21 +195,26 @@ class ClickHouseHandler(logging.Handler):
         previous = _guard.enter()
         try:
             self.submit_deferred(record)
-            for _ in range(_DEFERRED_ROUNDS):
-                deferred = _guard.take_deferred()
-                if not deferred:
-                    break
-                for owner, later in deferred:
-                    owner.submit_deferred(later)
-            for owner, later in _guard.take_deferred(last=True):
-                owner.discard_deferred(later)  # a __repr__ that logs every time it is called
+            if _guard.pending():
+                self._submit_set_aside()
         finally:
             _guard.leave(previous)
 
+    def _submit_set_aside(self) -> None:
+        """Records logged during the call (signal handlers), a few rounds at most."""
+        for _ in range(_DEFERRED_ROUNDS):
+            deferred = _guard.take_deferred()
+            if not deferred:
+                return
+            for owner, later in deferred:
+                owner.submit_deferred(later)
+        for owner, later in _guard.take_deferred(last=True):
+            owner.discard_deferred(later)  # a __repr__ that logs every time it is called
+
     def submit_deferred(self, record: logging.LogRecord) -> None:
-        """Convert and queue ``record``; errors go to ``handleError``."""
+        """Capture and queue ``record``; errors go to ``handleError``."""
         try:
-            self._pipeline.submit(self.converter.convert(record))
+            self._pipeline.submit(self.converter.capture(record))
         except Exception:
             self.handleError(record)
 

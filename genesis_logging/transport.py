@@ -17,6 +17,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 from clickhouse_driver import errors
 
 from ._codec import Row, RowValue
+from ._faults import is_row_error
 from .ddl import quote_identifier
 from .schema import FIELDS, Field, Kind
 from .settings import ConnectionSettings
@@ -43,6 +44,7 @@ _REDESCRIBE_AFTER: Final = 60.0  # seconds before the table's columns are looked
 #: Server errors that mean the table's columns changed since they were learned:
 #: NO_SUCH_COLUMN_IN_TABLE, THERE_IS_NO_COLUMN, UNKNOWN_IDENTIFIER.
 _COLUMN_CHANGED: Final = frozenset({16, 8, 47})
+_DATETIME_MAX: Final = 2**32 - 1
 _DATETIME64 = re.compile(r"DateTime64\((\d+)")
 ColumnAdapter = Callable[[list[Any]], list[Any]]
 
@@ -64,7 +66,9 @@ def _adapter(field: Field, clickhouse_type: str) -> ColumnAdapter | None:
         divisor = 10 ** (3 - scale)
         return lambda values: [v // divisor for v in values]
     if base.startswith("DateTime"):
-        return lambda values: [v // 1000 for v in values]
+        # Whole seconds; DateTime holds 1970 to 2106 only: a time outside is stored at
+        # the edge (the record keeps the rest; DateTime64 tables keep 1900 to 2299).
+        return lambda values: [min(max(v // 1000, 0), _DATETIME_MAX) for v in values]
     if field.kind is Kind.STRING_MAP and base == "String":
         # A String column for a map (old servers have no Map type): JSON text.
         return lambda values: [
@@ -100,6 +104,7 @@ class ClickHouseInserter:
         self._described_at = 0.0
         self._client: Any = None
         self._plan: list[tuple[str, RowValue, ColumnAdapter | None]] = []
+        self._types: dict[str, str] = {}
         self._statement = ""
         self._insert_settings: dict[str, Any] = {}
         #: Whether the connected server honours ``insert_deduplication_token``.
@@ -129,11 +134,13 @@ class ClickHouseInserter:
         return client
 
     def _describe(self, client: Any) -> None:
-        self._learn(client.execute(f"DESCRIBE TABLE {self._target}"))
+        self.learn(client.execute(f"DESCRIBE TABLE {self._target}"))
         self._described_at = time.monotonic()
 
-    def _learn(self, described: Sequence[Sequence[Any]]) -> None:
+    def learn(self, described: Sequence[Sequence[Any]]) -> None:
+        """Take the table's columns from a ``DESCRIBE TABLE`` result (name, type, ...)."""
         types = {str(row[0]): str(row[1]) for row in described}
+        self._types = types
         self._plan = [
             (field.name, field.default, _adapter(field, types[field.name]))
             for field in FIELDS
@@ -147,6 +154,11 @@ class ClickHouseInserter:
     def columns(self) -> list[str]:
         """The record fields sent, as learned from the table (empty before connecting)."""
         return [name for name, _, _ in self._plan]
+
+    @property
+    def column_types(self) -> list[tuple[str, str]]:
+        """``(name, type)`` of the columns sent, in the order of :meth:`to_columns`."""
+        return [(name, self._types[name]) for name, _, _ in self._plan]
 
     def to_columns(self, rows: Sequence[Row]) -> list[list[Any]]:
         """Rows to one list per sent column, with defaults and type adaptations."""
@@ -187,12 +199,13 @@ class ClickHouseInserter:
             self._execute(rows, settings)
         except errors.ServerException as error:
             if error.code not in _COLUMN_CHANGED:
-                raise  # the connection is fine (e.g. some rows refused): keep it
+                raise  # what we know of the table still holds (e.g. rows refused)
             self._describe(self._client)  # a column was dropped or renamed: once more
             self._execute(rows, settings)
-        except BaseException:
-            self.close()  # a fresh connection (and a fresh DESCRIBE) for the next try
-            raise
+        except Exception as error:
+            if not is_row_error(error):
+                self.close()  # a fresh connection (and a fresh DESCRIBE) for the next try
+            raise  # a value the column cannot hold: the plan stands; the driver reconnects
 
     def _execute(self, rows: Sequence[Row], settings: dict[str, Any]) -> None:
         self._client.execute(

@@ -1,0 +1,251 @@
+"""genesis-logging beside its peers, in one process, measured in alternating rounds.
+
+    python benchmarks/peers.py            # prints a table, writes results/peers.json
+    python benchmarks/peers.py --quick
+
+Caller cost of ``logger.info("Task concluída %d", i, extra={5 fields})`` through:
+``NullHandler`` (the floor), the stdlib ``QueueHandler`` on a ``SimpleQueue``, ours
+(``ClickHouseHandler`` with a null inserter, its worker running), OpenTelemetry's SDK
+(``LoggingHandler`` + ``BatchLogRecordProcessor``, no-op exporter) and
+python-logstash-async (no-op transport). Then end-to-end throughput into a null sink,
+and the console formatter against python-json-logger's ``JsonFormatter`` with the same
+fields. Every figure is the median over rounds in which the contenders take turns.
+Needs the ``bench`` extras: ``pip install opentelemetry-sdk python-logstash-async``.
+Delivery to a real server and memory under an outage are in ``run.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import platform
+import queue
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from logging.handlers import QueueHandler
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+EXTRA = {
+    "spec_id": "spec_001",
+    "iteration": 3,
+    "task_id": "T01",
+    "duration_ms": 12,
+    "topic": "orders",
+}
+
+
+class NullInserter:
+    def insert(self, rows: Any, token: str | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Contender:
+    """A handler under test, with how to wait until it has processed what it was given."""
+
+    def __init__(self, name: str, handler: logging.Handler, settle: Callable[[], None]) -> None:
+        self.name = name
+        self.handler = handler
+        self.settle = settle
+        self.logger = logging.getLogger(f"peers.{name}")
+        self.logger.handlers[:] = [handler]
+        self.logger.propagate = False
+        self.logger.setLevel(logging.INFO)
+
+
+def ours() -> Contender:
+    from genesis_logging import ClickHouseHandler
+
+    handler = ClickHouseHandler(inserter=NullInserter(), queue_size=10_000_000)
+    return Contender("genesis-logging", handler, lambda: handler.drain(600) and None)
+
+
+def stdlib_queue() -> Contender:
+    sink: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def settle() -> None:
+        while not sink.empty():
+            sink.get_nowait()
+
+    return Contender("stdlib QueueHandler", QueueHandler(sink), settle)
+
+
+def null() -> Contender:
+    return Contender("NullHandler (floor)", logging.NullHandler(), lambda: None)
+
+
+def opentelemetry() -> Contender:
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import (
+        BatchLogRecordProcessor,
+        LogRecordExporter,
+        LogRecordExportResult,
+    )
+
+    class NoOpExporter(LogRecordExporter):
+        def export(self, batch: Any) -> LogRecordExportResult:
+            return LogRecordExportResult.SUCCESS
+
+        def shutdown(self) -> None:
+            pass
+
+    provider = LoggerProvider()
+    provider.add_log_record_processor(
+        BatchLogRecordProcessor(NoOpExporter(), max_queue_size=10_000_000)
+    )
+    handler = LoggingHandler(logger_provider=provider)
+    return Contender("OpenTelemetry SDK", handler, lambda: provider.force_flush(600_000) and None)
+
+
+def logstash_async() -> Contender:
+    from logstash_async.handler import AsynchronousLogstashHandler
+
+    class NoOpTransport:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def send(self, events: Any, **kwargs: Any) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    handler = AsynchronousLogstashHandler(
+        "localhost", 5959, database_path=None, transport=NoOpTransport()
+    )
+    return Contender("python-logstash-async", handler, lambda: handler.flush())
+
+
+def per_call(contender: Contender, calls: int) -> float:
+    """Microseconds per logging call (the caller's cost; the worker runs meanwhile)."""
+    log = contender.logger
+    gc.collect()
+    started = time.perf_counter()
+    for i in range(calls):
+        log.info("Task concluída %d", i, extra=EXTRA)
+    elapsed = time.perf_counter() - started
+    contender.settle()
+    return elapsed / calls * 1e6
+
+
+def throughput(contender: Contender, records: int) -> float:
+    """Records per second from the call to the sink (drained)."""
+    log = contender.logger
+    gc.collect()
+    started = time.perf_counter()
+    for i in range(records):
+        log.info("Task concluída %d", i, extra=EXTRA)
+    contender.settle()
+    return records / (time.perf_counter() - started)
+
+
+def rounds_of(
+    measure: Callable[[Contender], float], contenders: list[Contender], rounds: int
+) -> dict[str, list[float]]:
+    results: dict[str, list[float]] = {c.name: [] for c in contenders}
+    for round_ in range(rounds):
+        order = contenders[round_ % len(contenders) :] + contenders[: round_ % len(contenders)]
+        for contender in order:  # everybody goes first once in a while
+            results[contender.name].append(measure(contender))
+    return results
+
+
+def formatter_cost(rounds: int, calls: int) -> dict[str, list[float]]:
+    from pythonjsonlogger.json import JsonFormatter
+
+    from genesis_logging import GenesisJsonFormatter
+
+    record = logging.getLogger("peers").makeRecord(
+        "svc.worker", logging.INFO, __file__, 1, "Task concluída %d", (7,), None, extra=EXTRA
+    )
+    formatters = {
+        "genesis-logging GenesisJsonFormatter": GenesisJsonFormatter(),
+        "python-json-logger JsonFormatter": JsonFormatter(
+            "%(levelname)s %(name)s %(message)s", timestamp=True
+        ),
+    }
+    results: dict[str, list[float]] = {name: [] for name in formatters}
+    for round_ in range(rounds):
+        items = list(formatters.items())
+        for name, formatter in items if round_ % 2 == 0 else reversed(items):
+            started = time.perf_counter()
+            for _ in range(calls):
+                formatter.format(record)
+            results[name].append((time.perf_counter() - started) / calls * 1e6)
+    return results
+
+
+def summary(results: dict[str, list[float]], base: str) -> list[dict[str, Any]]:
+    base_median = statistics.median(results[base])
+    return [
+        {
+            "name": name,
+            "median": statistics.median(values),
+            "min": min(values),
+            "max": max(values),
+            "ratio_to_base": statistics.median(values) / base_median,
+        }
+        for name, values in results.items()
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
+    args = parser.parse_args()
+    calls, records, rounds = (5_000, 20_000, 5) if args.quick else (20_000, 100_000, 9)
+    contenders = [null(), stdlib_queue(), ours(), opentelemetry(), logstash_async()]
+    for contender in contenders:  # warm up: threads started, caches filled
+        per_call(contender, 2_000)
+    caller = summary(
+        rounds_of(lambda c: per_call(c, calls), contenders, rounds), "stdlib QueueHandler"
+    )
+    sinks = [
+        c
+        for c in contenders
+        if c.name in ("genesis-logging", "OpenTelemetry SDK", "python-logstash-async")
+    ]
+    sink = summary(
+        rounds_of(lambda c: throughput(c, records), sinks, max(3, rounds // 2)),
+        "OpenTelemetry SDK",
+    )
+    formatter = summary(formatter_cost(rounds, calls), "python-json-logger JsonFormatter")
+    result = {
+        "machine": {
+            "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(),
+        },
+        "caller_us": caller,
+        "null_sink_records_per_s": sink,
+        "formatter_us": formatter,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "peers.json").write_text(json.dumps(result, indent=2) + "\n")
+    for title, rows, unit in (
+        ("caller, µs per call", caller, "× QueueHandler"),
+        ("null sink, records/s", sink, "× OpenTelemetry"),
+        ("formatter, µs per record", formatter, "× JsonFormatter"),
+    ):
+        print(f"\n{title}")
+        for row in rows:
+            print(
+                f"  {row['name']:<40} {row['median']:>12.1f}   {row['ratio_to_base']:.2f} {unit}"
+            )
+    for contender in contenders:
+        contender.handler.close()
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()

@@ -1,0 +1,129 @@
+"""The handler's path (capture in the caller, convert in the worker) gives today's rows."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from genesis_logging import log_context
+from genesis_logging._codec import RecordConverter
+
+from . import strategies as hs
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def record(
+    msg: object, args: tuple[object, ...] | None, extra: dict[str, object]
+) -> logging.LogRecord:
+    logger = logging.getLogger("capture")
+    return logger.makeRecord("capture", logging.INFO, __file__, 1, msg, args, None, extra=extra)
+
+
+def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Rows equal field by field (the timestamp of a coerced ``created`` is "now")."""
+    a, b = dict(a), dict(b)
+    if "created.original" in a.get("attributes", {}):
+        a.pop("timestamp"), b.pop("timestamp")
+    return a == b
+
+
+class TestSnapshotEqualsConvert:
+    """``from_snapshot(capture(r)) == convert(r)`` for hostile records, field by field."""
+
+    @SETTINGS
+    @given(msg=hs.messages, extra=hs.extras)
+    def test_messages_and_extras(self, msg: object, extra: dict[str, object]) -> None:
+        msg, extra = hs.build(msg), hs.build(extra)
+        converter = RecordConverter(max_field_chars=200)
+        r = record(msg, None, extra)
+        assert same(converter.from_snapshot(converter.capture(r)), converter.convert(r))
+
+    @SETTINGS
+    @given(fmt=hs.formats, args=hs.args, extra=hs.extras)
+    def test_format_and_args(
+        self, fmt: str, args: tuple[object, ...], extra: dict[str, object]
+    ) -> None:
+        args, extra = hs.build(args), hs.build(extra)
+        converter = RecordConverter(max_field_chars=200)
+        r = record(fmt, args or None, extra)
+        assert same(converter.from_snapshot(converter.capture(r)), converter.convert(r))
+
+    @SETTINGS
+    @given(
+        pino=st.dictionaries(st.one_of(hs.any_text, st.integers()), hs.values, max_size=6),
+        more=st.dictionaries(st.from_regex(r"[a-z]{1,8}", fullmatch=True), hs.values, max_size=3),
+        created=st.one_of(st.floats(), st.integers(min_value=-(10**12), max_value=10**19)),
+    )
+    def test_pino_context_and_created(
+        self, pino: dict[object, object], more: dict[str, object], created: float
+    ) -> None:
+        pino, more = hs.build(pino), hs.build(more)
+        more = {k: v for k, v in more.items() if k not in hs.RESERVED and k != "attributes"}
+        converter = RecordConverter(max_field_chars=200)
+        with log_context(**{k: v for k, v in more.items() if k not in ("iteration", "exit_code")}):
+            r = record(pino, None, {})
+            r.created = created
+            assert same(converter.from_snapshot(converter.capture(r)), converter.convert(r))
+
+    def test_coercions_are_counted_once(self) -> None:
+        converter, reference = RecordConverter(), RecordConverter()
+        r = record("m", None, {"iteration": "7", "exit_code": 2**40, "thing": object()})
+        converter.from_snapshot(converter.capture(r))
+        reference.convert(r)
+        assert converter.coerced == reference.coerced == 1  # exit_code out of range
+
+
+class TestMutationAfterTheCall:
+    """What the caller changes after the logging call returns is not in the record."""
+
+    @SETTINGS
+    @given(extra=hs.extras, args=hs.args)
+    def test_mutable_values_are_taken_at_call_time(
+        self, extra: dict[str, object], args: tuple[object, ...]
+    ) -> None:
+        extra, args = hs.build(extra), hs.build(args)
+        converter = RecordConverter(max_field_chars=200)
+        r = record("%s" * len(args) if args else "fixed", args or None, extra)
+        expected = converter.convert(r)
+        snapshot = converter.capture(r)
+        for value in [*extra.values(), *args]:  # the caller goes on with its objects
+            _mutate(value)
+        assert same(converter.from_snapshot(snapshot), expected)
+
+    def test_a_list_appended_to_after_the_call(self) -> None:
+        converter = RecordConverter()
+        result = ["a"]
+        context = {"ids": [1]}
+        r = record("done %s", (result,), {"result": result, "context": context})
+        snapshot = converter.capture(r)
+        result.append("b")
+        context["ids"].append(2)
+        row = converter.from_snapshot(snapshot)
+        assert row["message"] == "done ['a']"
+        assert row["attributes"] == {"result": '["a"]', "context": '{"ids":[1]}'}
+
+
+def _mutate(value: object) -> None:
+    try:
+        if isinstance(value, list):
+            value.append("changed")
+        elif isinstance(value, dict):
+            value["changed"] = True
+        elif isinstance(value, set):
+            value.add(-1)
+    except Exception:
+        pass
+
+
+def test_deepcopy_is_not_needed_for_immutable_values() -> None:
+    """Immutable values are shared with the record, not copied (that is the fast path)."""
+    converter = RecordConverter()
+    text = "x" * 1000
+    snapshot = converter.capture(record("m", None, {"spec_id": text}))
+    assert snapshot[7]["spec_id"] is text  # type: ignore[index]
+    assert copy.copy(snapshot) == snapshot
