@@ -98,6 +98,9 @@ def opentelemetry() -> Contender:
         def shutdown(self) -> None:
             pass
 
+        def force_flush(self, timeout_millis: int = 30_000) -> bool:
+            return True
+
     provider = LoggerProvider()
     provider.add_log_record_processor(
         BatchLogRecordProcessor(NoOpExporter(), max_queue_size=10_000_000)

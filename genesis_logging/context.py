@@ -19,7 +19,13 @@ from typing import Any, Final, TypeVar
 from ._values import INVALID, coerce_field
 from .schema import FIELDS_BY_NAME, SETTABLE_FIELDS
 
-__all__ = ["CONTEXT_ATTRIBUTE", "ContextFilter", "current_context", "log_context"]
+__all__ = [
+    "CONTEXT_ATTRIBUTE",
+    "ENVIRONMENT_FIELDS",
+    "ContextFilter",
+    "current_context",
+    "log_context",
+]
 
 #: Record attribute under which :class:`ContextFilter` leaves its snapshot.
 CONTEXT_ATTRIBUTE: Final = "_genesis_context"
@@ -50,9 +56,37 @@ def _variable(name: str) -> ContextVar[object]:
     return var
 
 
+#: Environment variables ``genesis-logging run`` sets for the command it runs, so that a
+#: program logging through genesis-logging stamps its records with the run's context.
+ENVIRONMENT_FIELDS: Final = {
+    "spec_id": "GENESIS_SPEC_ID",
+    "iteration": "GENESIS_ITERATION",
+    "sprint_id": "GENESIS_SPRINT_ID",
+    "task_id": "GENESIS_TASK_ID",
+}
+
+
+def _environment_context(environ: Mapping[str, str]) -> dict[str, object]:
+    """The context a parent ``genesis-logging run`` handed down (invalid values ignored)."""
+    found: dict[str, object] = {}
+    for name, variable in ENVIRONMENT_FIELDS.items():
+        value = environ.get(variable)
+        if not value:
+            continue
+        field = SETTABLE_FIELDS[name]
+        coerced = coerce_field(field, value)
+        if coerced is not INVALID:
+            found[name] = coerced
+    return found
+
+
+_INHERITED: Final = _environment_context(__import__("os").environ)
+
+
 def current_context() -> dict[str, object]:
-    """Return the fields bound in the current context, innermost values winning."""
-    snapshot: dict[str, object] = {}
+    """Return the fields bound in the current context, innermost values winning over
+    those inherited from ``genesis-logging run`` (``GENESIS_SPEC_ID`` ...)."""
+    snapshot: dict[str, object] = dict(_INHERITED) if _INHERITED else {}
     for name, var in _VAR_ITEMS:
         value = var.get()
         if value is not _UNSET:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import shlex
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any, Final, TypeVar
 
 from ._codec import DEFAULT_MAX_FIELD_CHARS
-from .context import AsyncAwareDecorator, log_context
+from .context import ENVIRONMENT_FIELDS, AsyncAwareDecorator, log_context
 
 __all__ = [
     "EXIT_NOT_STARTED",
@@ -98,6 +100,24 @@ def read_snapshot(
         return ""
     if isinstance(source, str):
         return source[:limit]
+    paths = _snapshot_paths(source)
+    parts: list[str] = []
+    size = 0
+    for path in paths:
+        if size >= limit:
+            parts.append(f"# ===== {path} (not included: snapshot limit reached)\n")
+            continue
+        try:
+            text = path.read_bytes()[: limit - size].decode("utf-8", "replace")
+        except OSError as error:
+            text = f"<unreadable: {error}>"
+        block = f"# ===== {path}\n{text}\n" if len(paths) > 1 or path.is_dir() else text
+        parts.append(block)
+        size += len(block)
+    return "".join(parts)[:limit]
+
+
+def _snapshot_paths(source: os.PathLike[str] | Sequence[os.PathLike[str]]) -> list[Path]:
     paths: list[Path] = []
     sources = [source] if isinstance(source, os.PathLike) else list(source)
     for item in sources:
@@ -114,20 +134,31 @@ def read_snapshot(
             )
         else:
             paths.append(path)
-    parts: list[str] = []
-    size = 0
-    for path in paths:
-        if size >= limit:
-            parts.append(f"# ===== {path} (not included: snapshot limit reached)\n")
-            continue
+    return paths
+
+
+def file_hashes(
+    source: str | os.PathLike[str] | Sequence[os.PathLike[str]] | None,
+) -> dict[str, str]:
+    """``{absolute path: content hash}`` of the files a snapshot reads (none for text).
+
+    ``genesis-logging verify`` compares them with the files as they are now.
+    """
+    if source is None or isinstance(source, str):
+        return {}
+    hashes = {}
+    for path in _snapshot_paths(source):
         try:
-            text = path.read_bytes()[: limit - size].decode("utf-8", "replace")
-        except OSError as error:
-            text = f"<unreadable: {error}>"
-        block = f"# ===== {path}\n{text}\n" if len(paths) > 1 or path.is_dir() else text
-        parts.append(block)
-        size += len(block)
-    return "".join(parts)[:limit]
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        except OSError:
+            digest = "unreadable"
+        hashes[str(path.resolve())] = digest
+    return hashes
+
+
+def code_hash(snapshot: str) -> str:
+    """A short hash of the code that was run: equal hashes, equal code."""
+    return hashlib.sha256(snapshot.encode("utf-8", "replace")).hexdigest()[:16]
 
 
 def _kill_tree(process: subprocess.Popen[bytes]) -> None:
@@ -165,7 +196,10 @@ def run_and_log(
         spec_id, iteration, sprint_id, task_id: the loop's identifiers.
         code_snapshot: the code that was run: a string, or a file / directory path.
         timeout: seconds before the process tree is killed.
-        cwd, env: for the command (``env`` replaces the environment).
+        cwd, env: for the command (``env`` replaces the environment). Either way the
+            command also gets ``GENESIS_SPEC_ID``, ``GENESIS_ITERATION``,
+            ``GENESIS_SPRINT_ID``, ``GENESIS_TASK_ID`` and ``GENESIS_CODE_HASH``: a
+            program logging through genesis-logging stamps its records with them.
         logger: where the record goes (default ``genesis.run``).
     """
     log = logger or logging.getLogger("genesis.run")
@@ -176,6 +210,18 @@ def run_and_log(
         argv = list(cmd)
         shown = shlex.join(argv)
     snapshot = read_snapshot(code_snapshot, max_output_bytes)
+    code = _Code(snapshot, code_hash(snapshot), file_hashes(code_snapshot))
+    identity = {
+        "spec_id": spec_id,
+        "iteration": iteration,
+        "sprint_id": sprint_id,
+        "task_id": task_id,
+    }
+    child_env = dict(os.environ if env is None else env)
+    child_env.update(
+        {ENVIRONMENT_FIELDS[k]: str(v) for k, v in identity.items() if v is not None},
+        GENESIS_CODE_HASH=code.hash,
+    )
     out = _Capture(max_output_bytes, sys.stdout.buffer if echo else None)
     err = _Capture(max_output_bytes, sys.stderr.buffer if echo else None)
     started = time.monotonic()
@@ -184,7 +230,7 @@ def run_and_log(
             argv,
             shell=shell,
             cwd=cwd,
-            env=dict(env) if env is not None else None,
+            env=child_env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -194,7 +240,7 @@ def run_and_log(
         duration_ms = round((time.monotonic() - started) * 1000)
         reason = f"{type(error).__name__}: {error}"
         result = RunResult(shown, EXIT_NOT_STARTED, "", reason, duration_ms, started=False)
-        _log_run(log, result, spec_id, iteration, sprint_id, task_id, snapshot, cwd, timeout)
+        _log_run(log, result, identity, code, cwd, timeout)
         return result
     timed_out = _wait_capturing(process, out, err, timeout)
     duration_ms = round((time.monotonic() - started) * 1000)
@@ -211,7 +257,7 @@ def run_and_log(
         stdout_bytes=out.total,
         stderr_bytes=err.total,
     )
-    _log_run(log, result, spec_id, iteration, sprint_id, task_id, snapshot, cwd, timeout)
+    _log_run(log, result, identity, code, cwd, timeout)
     return result
 
 
@@ -239,14 +285,20 @@ def _wait_capturing(
     return timed_out
 
 
+@dataclass(frozen=True)
+class _Code:
+    """The code a run ran: its text, a hash of it, and a hash of each file read."""
+
+    text: str
+    hash: str
+    files: dict[str, str]
+
+
 def _log_run(
     log: logging.Logger,
     result: RunResult,
-    spec_id: str,
-    iteration: int,
-    sprint_id: str | None,
-    task_id: str | None,
-    snapshot: str,
+    identity: dict[str, Any],
+    code: _Code,
     cwd: str | os.PathLike[str] | None,
     timeout: float | None,
 ) -> None:
@@ -260,15 +312,18 @@ def _log_run(
         "stdout": result.stdout,
         "stderr": result.stderr,
         "exit_code": result.exit_code,
-        "code_snapshot": snapshot,
+        "code_snapshot": code.text,
         "duration_ms": result.duration_ms,
         "command": result.command,
+        "code_hash": code.hash,
     }
+    if code.files:
+        extra["snapshot_files"] = json.dumps(code.files, sort_keys=True)
     if cwd is not None:
         extra["cwd"] = os.fspath(cwd)
     if result.timed_out:
         extra["timed_out"] = True
-    with log_context(spec_id=spec_id, iteration=iteration, sprint_id=sprint_id, task_id=task_id):
+    with log_context(**identity):
         log.log(
             logging.INFO if result.ok else logging.ERROR,
             "run %s: %s",

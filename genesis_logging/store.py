@@ -96,7 +96,13 @@ class Store(Protocol):
     name: str
     logs: str  # the qualified name of the logs table in this store
 
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult: ...
+    def query(
+        self, sql: str, params: dict[str, Any] | None = None, *, readonly: bool = False
+    ) -> QueryResult: ...
+
+    def attribute(self, name: str) -> str:
+        """The SQL expression of one key of ``attributes`` (``''`` when absent)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -184,9 +190,18 @@ class LocalStore:
         """(Re)create the view ``genesis.logs`` over the store's files."""
         _create_view(self._session, self.directory)
 
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
+    def attribute(self, name: str) -> str:
+        return f"attributes[{quote_string(name)}]"
+
+    def query(
+        self, sql: str, params: dict[str, Any] | None = None, *, readonly: bool = False
+    ) -> QueryResult:
+        """Run ``sql``; with ``readonly``, only a query that reads (no DDL, no writing
+        through table functions or ``INTO OUTFILE``)."""
         import json
 
+        if readonly:
+            self._check_reads_only(sql)
         result = self._session.query(sql, "JSONCompactEachRowWithNames", params=params or {})
         lines = str(result).splitlines()
         if not lines:
@@ -194,11 +209,35 @@ class LocalStore:
         columns = json.loads(lines[0])
         return QueryResult(columns, [json.loads(line) for line in lines[1:]])
 
+    def _check_reads_only(self, sql: str) -> None:
+        if _WRITES.search(sql):
+            raise ConfigurationError("query is read-only: it may not write (INTO OUTFILE)")
+        ast = str(self._session.query(f"EXPLAIN AST {sql}", "TSVRaw")).splitlines()
+        kind = ast[0].split()[0] if ast else ""
+        if kind not in _READING_QUERIES or any("InsertQuery" in line for line in ast):
+            raise ConfigurationError(
+                f"query is read-only: {kind or 'this statement'} is not allowed"
+            )
+        self._session.query("SET readonly = 2")  # no DDL from here on in this session
+
     def close(self) -> None:
         self._session.close()
 
 
 _PARAM: Final = __import__("re").compile(r"\{(\w+):([^}]+)\}")
+_WRITES: Final = __import__("re").compile(r"\bINTO\s+OUTFILE\b", __import__("re").IGNORECASE)
+_READING_QUERIES: Final = frozenset(
+    {
+        "SelectWithUnionQuery",
+        "SelectQuery",
+        "ShowTables",
+        "ShowTablesQuery",
+        "DescribeQuery",
+        "ExplainQuery",
+        "ShowCreateTableQuery",
+        "ExistsTableQuery",
+    }
+)
 
 
 class ServerStore:
@@ -215,12 +254,31 @@ class ServerStore:
         self.name = settings.redacted_url()
         self.logs = logs_table(settings.database)
         self._client = Client(**{**settings.client_kwargs(), "database": "default"})
+        self._attributes_type: str | None = None
 
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
+    def query(
+        self, sql: str, params: dict[str, Any] | None = None, *, readonly: bool = False
+    ) -> QueryResult:
         text = sql.replace("%", "%%") if params else sql
         text = _PARAM.sub(lambda m: f"%({m.group(1)})s", text)
-        rows, types = self._client.execute(text, params or None, with_column_types=True)
+        settings = {"readonly": 1} if readonly else None
+        rows, types = self._client.execute(
+            text, params or None, with_column_types=True, settings=settings
+        )
         return QueryResult([name for name, _ in types], rows)
+
+    def attribute(self, name: str) -> str:
+        """``attributes['k']`` on a Map column; on an old server's String column (JSON),
+        the JSON key."""
+        if self._attributes_type is None:
+            described = self._client.execute(f"DESCRIBE TABLE {self.logs}")
+            types = {str(row[0]): str(row[1]) for row in described}
+            self._attributes_type = types.get("attributes", "")
+        if self._attributes_type.startswith("Map"):
+            return f"attributes[{quote_string(name)}]"
+        if self._attributes_type:
+            return f"visitParamExtractString(attributes, {quote_string(name)})"
+        return "''"
 
     def close(self) -> None:
         self._client.disconnect()

@@ -71,8 +71,10 @@ def _adapter(field: Field, clickhouse_type: str) -> ColumnAdapter | None:
         return lambda values: [min(max(v // 1000, 0), _DATETIME_MAX) for v in values]
     if field.kind is Kind.STRING_MAP and base == "String":
         # A String column for a map (old servers have no Map type): JSON text.
+        # Compact: ClickHouse's visitParam* functions read keys without spaces only.
         return lambda values: [
-            v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values
+            v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+            for v in values
         ]
     return None
 

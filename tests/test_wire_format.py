@@ -93,7 +93,7 @@ def expected(row: Row, name: str, column_type: str) -> Any:
     if name == "timestamp" and not column_type.startswith("DateTime64"):
         return min(max(value // 1000, 0), 2**32 - 1)  # whole seconds, DateTime's range
     if name == "attributes" and column_type == "String":
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return value
 
 

@@ -1,6 +1,6 @@
 """The ``genesis-logging`` command line (also ``python -m genesis_logging``).
 
-One parser; one module per command group (ops, spool, loop); one error type.
+One parser; one module per command group (ops, spool, loop, analysis); one error type.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import TextIO
 
 from genesis_logging._version import __version__
 
+from ._analysis import add_analysis_commands
 from ._common import CommandError
 from ._loop import add_loop_commands
 from ._ops import add_ops_commands
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ops_commands(commands)
     add_spool_commands(commands)
     add_loop_commands(commands)
+    add_analysis_commands(commands)
     return parser
 
 

@@ -78,10 +78,12 @@ def open_log_store(args: argparse.Namespace) -> Store:
         raise CommandError(f"cannot open the log store: {describe(error)}") from None
 
 
-def query_once(store: Store, sql: str, params: dict[str, Any]) -> QueryResult:
+def query_once(
+    store: Store, sql: str, params: dict[str, Any], *, readonly: bool = False
+) -> QueryResult:
     """Run one query and close the store; a failure is a plain-words error."""
     try:
-        return store.query(sql, params)
+        return store.query(sql, params, readonly=readonly)
     except Exception as error:
         raise CommandError(f"query failed on {store.name}: {describe(error)}") from None
     finally:
@@ -89,9 +91,15 @@ def query_once(store: Store, sql: str, params: dict[str, Any]) -> QueryResult:
 
 
 def show_result(
-    args: argparse.Namespace, out: TextIO, store: Store, sql: str, params: dict[str, Any]
+    args: argparse.Namespace,
+    out: TextIO,
+    store: Store,
+    sql: str,
+    params: dict[str, Any],
+    *,
+    readonly: bool = False,
 ) -> int:
-    result = query_once(store, sql, params)
+    result = query_once(store, sql, params, readonly=readonly)
     render(result.columns, result.rows, args.format, out, colour=out.isatty())
     return 0
 

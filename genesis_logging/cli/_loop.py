@@ -1,4 +1,4 @@
-"""``genesis-logging run|query|failures|tail|show|load|mcp-config``: the TDD loop."""
+"""``genesis-logging run|query|tail|show|load|mcp-config``: the TDD loop."""
 
 from __future__ import annotations
 
@@ -62,6 +62,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     log_dir = local_log_dir(args.log_dir)
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
+        os.environ["GENESIS_LOG_DIR"] = str(log_dir.resolve())  # the command logs there too
     try:
         iteration = _next_iteration(args) if args.iteration == "auto" else int(args.iteration)
     except ValueError:
@@ -98,17 +99,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_query(args: argparse.Namespace, out: TextIO) -> int:
-    return show_result(args, out, open_log_store(args), args.sql, {})
-
-
-def cmd_failures(args: argparse.Namespace, out: TextIO) -> int:
-    store = open_log_store(args)
-    sql = (
-        "SELECT timestamp, level, iteration, stderr, exit_code, duration_ms "
-        f"FROM {store.logs} WHERE spec_id = {{spec:String}} AND exit_code != 0 "
-        "ORDER BY timestamp DESC LIMIT {limit:UInt32}"
-    )
-    return show_result(args, out, store, sql, {"spec": args.spec, "limit": args.limit})
+    return show_result(args, out, open_log_store(args), args.sql, {}, readonly=True)
 
 
 def _tail_query(
@@ -300,16 +291,10 @@ def add_loop_commands(commands: Any) -> None:
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     run.set_defaults(handler=cmd_run)
 
-    query = commands.add_parser("query", parents=[reads], help="run SQL on genesis.logs")
+    query = commands.add_parser("query", parents=[reads], help="run read-only SQL on genesis.logs")
     add_format_option(query)
     query.add_argument("sql", help="the query; the logs are the table genesis.logs")
     query.set_defaults(handler=cmd_query)
-
-    failures = commands.add_parser("failures", parents=[reads], help="what failed in a spec")
-    add_format_option(failures)
-    failures.add_argument("spec", help="spec_id")
-    failures.add_argument("--limit", type=int, default=10, help="runs shown, newest first")
-    failures.set_defaults(handler=cmd_failures)
 
     tail = commands.add_parser("tail", parents=[reads], help="the latest records")
     add_format_option(tail)
