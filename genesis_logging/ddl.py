@@ -25,6 +25,7 @@ __all__ = [
     "quote_string",
     "readonly_user_statements",
     "render_statements",
+    "view_statements",
 ]
 
 PROFILES: Final = ("default", "seed")
@@ -106,6 +107,7 @@ def column_definition(field: Field, profile: str = "default") -> str:
             suffix = " CODEC(ZSTD(3))"
         elif field.kind is Kind.STRING_MAP:
             suffix = " CODEC(ZSTD(1))"
+    suffix += f" COMMENT {quote_string(field.doc)}"  # what list_tables shows the assistant
     if field.kind is Kind.TIMESTAMP:
         return f"{field.name} {ch_type} DEFAULT now64(3){suffix}"
     if field.name == "service":
@@ -200,7 +202,42 @@ def render_statements(spec: TableSpec) -> list[str]:
             f"ENGINE = Distributed({quote_identifier(spec.cluster)}, "
             f"{quote_identifier(spec.database)}, {quote_identifier(local)}, rand())"
         )
+    if spec.profile != "seed":  # the seed profile is the specification's table, nothing more
+        statements.extend(view_statements(spec.database, spec.table, spec.cluster))
     return statements
+
+
+#: Characters of stdout/stderr a view shows per row: enough to see the error, never megabytes.
+EXCERPT_CHARS: Final = 2000
+
+
+def view_statements(
+    database: str = "genesis", table: str = "logs", cluster: str | None = None
+) -> list[str]:
+    """Views for the questions an assistant asks, over ``database.table``.
+
+    ``failures``: every failing run and test, with bounded excerpts (the end of stderr and
+    stdout) instead of megabytes of text. ``last_iterations``: each spec's latest run.
+    """
+    on_cluster = f" ON CLUSTER {quote_identifier(cluster)}" if cluster else ""
+    db, source = quote_identifier(database), f"{quote_identifier(database)}.{quote_identifier(table)}"
+
+    def tail(column: str) -> str:
+        return (
+            f"substringUTF8({column}, toUInt64(greatest(1, toInt64(lengthUTF8({column})) - "
+            f"{EXCERPT_CHARS - 1}))) AS {column}_tail"
+        )
+
+    return [
+        f"CREATE VIEW IF NOT EXISTS {db}.failures{on_cluster} AS SELECT timestamp, spec_id, "
+        f"iteration, logger, message, exit_code, duration_ms, {tail('stderr')}, "
+        f"{tail('stdout')}, sprint_id, task_id FROM {source} WHERE exit_code != 0",
+        f"CREATE VIEW IF NOT EXISTS {db}.last_iterations{on_cluster} AS SELECT spec_id, "
+        "max(iteration) AS last_iteration, argMax(exit_code, (iteration, timestamp)) AS "
+        "exit_code, argMax(duration_ms, (iteration, timestamp)) AS duration_ms, "
+        "max(timestamp) AS last_run_at, count() AS runs "
+        f"FROM {source} WHERE logger = 'genesis.run' GROUP BY spec_id",
+    ]
 
 
 def readonly_user_statements(

@@ -98,23 +98,23 @@ _BIG: Final = {"bulky": True}
 
 # fmt: off
 FIELDS: Final[tuple[Field, ...]] = (
-    Field("timestamp", "DateTime64(3)", Kind.TIMESTAMP, _S, True, "record.created, UTC, milliseconds"),
+    Field("timestamp", "DateTime64(3)", Kind.TIMESTAMP, _S, True, "when it was logged: UTC, millisecond precision"),
     Field("level", "String", _STR, _S, True, "lower-case level name", **_REP),
     Field("message", "String", _STR, _S, True, "the formatted message", **_BIG),
     Field("spec_id", "String", _STR, _C, True, "specification under test, e.g. spec_001", **_REP),
     Field("iteration", "UInt32", Kind.UINT32, _C, True, "iteration of the TDD loop: 1, 2, 3 ..."),
-    Field("stdout", "String", _STR, _R, True, "standard output of a captured run", **_BIG),
-    Field("stderr", "String", _STR, _R, True, "standard error of a captured run", **_BIG),
-    Field("exit_code", "Int32", Kind.INT32, _R, True, "exit status of a captured run; 0 = success"),
+    Field("stdout", "String", _STR, _R, True, "standard output of a run; for a test, its captured output", **_BIG),
+    Field("stderr", "String", _STR, _R, True, "standard error of a run; for a test, its failure text", **_BIG),
+    Field("exit_code", "Int32", Kind.INT32, _R, True, "exit status of a run or test; 0 = success"),
     Field("code_snapshot", "String", _STR, _R, True, "the code that was run", **_BIG),
-    Field("duration_ms", "UInt32", Kind.UINT32, _R, True, "duration of the run or task"),
+    Field("duration_ms", "UInt32", Kind.UINT32, _R, True, "how long the run or task took, in milliseconds"),
     Field("sprint_id", "String", _STR, _C, True, "sprint, e.g. S030", **_REP),
     Field("task_id", "String", _STR, _C, True, "task, e.g. T01", **_REP),
     Field("service", "String", _STR, _F, True, "emitting service", **_REP),
     Field("version", "String", _STR, _F, True, "version of the emitting service", **_REP),
-    Field("logger", "String", _STR, _S, False, "logger name", **_REP),
+    Field("logger", "String", _STR, _S, False, "logger name: genesis.run (runs), genesis.pytest (tests) ...", **_REP),
     Field("exception", "String", _STR, _S, False, "formatted traceback / stack", **_BIG),
-    Field("attributes", "Map(String, String)", Kind.STRING_MAP, _S, False, "every other extra= field, as strings"),
+    Field("attributes", "Map(String, String)", Kind.STRING_MAP, _S, False, "every other field, as strings: outcome, test, kind, code_hash ..."),
 )
 # fmt: on
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from .ddl import quote_identifier, quote_string
+from .ddl import quote_identifier, quote_string, view_statements
 from .errors import ConfigurationError
 from .formatter import GenesisJsonFormatter
 from .schema import FIELDS, Kind
@@ -129,6 +129,8 @@ def _create_view(session: Any, directory: Path) -> None:
         f"file({pattern}, 'JSONEachRow', {quote_string(_structure())}) "
         "SETTINGS date_time_input_format = 'best_effort'"
     )
+    for statement in view_statements("genesis", "logs"):  # the assistant's views
+        session.query(statement)
 
 
 def prepare_mcp_data_path(log_dir: str | os.PathLike[str]) -> tuple[Path, bool]:

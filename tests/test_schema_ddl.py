@@ -224,6 +224,48 @@ class TestProfilesOnChdb:
         ]
 
 
+class TestMadeForTheAssistant:
+    """Column comments and the two views, on today's engine (issue 14, point 8)."""
+
+    def test_every_column_has_a_comment(self, fresh: Any) -> None:
+        apply(fresh, TableSpec("ddl_test", "logs", "default"))
+        comments = query(
+            fresh,
+            "SELECT name, comment FROM system.columns WHERE database='ddl_test' AND table='logs'",
+        )
+        assert {r["name"]: r["comment"] for r in comments} == {f.name: f.doc for f in FIELDS}
+
+    def test_the_views_answer_with_bounded_text(self, fresh: Any) -> None:
+        apply(fresh, TableSpec("ddl_test", "logs", "default"))
+        rows = [
+            {"timestamp": "2026-11-28 10:00:00.000", "spec_id": "s", "iteration": 1,
+             "logger": "genesis.run", "exit_code": 1, "stderr": "x" * 100_000 + "THE END"},
+            {"timestamp": "2026-11-28 10:01:00.000", "spec_id": "s", "iteration": 2,
+             "logger": "genesis.run", "exit_code": 0, "duration_ms": 5},
+            {"timestamp": "2026-11-28 10:00:30.000", "spec_id": "s", "iteration": 1,
+             "logger": "genesis.pytest", "exit_code": 1, "stderr": "E assert 1 == 2"},
+        ]  # fmt: skip
+        fresh.query(
+            "INSERT INTO ddl_test.logs FORMAT JSONEachRow\n" + "\n".join(map(json.dumps, rows))
+        )
+        failures = query(
+            fresh, "SELECT iteration, logger, stderr_tail FROM ddl_test.failures ORDER BY logger"
+        )
+        assert [(r["iteration"], r["logger"]) for r in failures] == [
+            (1, "genesis.pytest"),
+            (1, "genesis.run"),
+        ]
+        assert len(failures[1]["stderr_tail"]) == 2000
+        assert failures[1]["stderr_tail"].endswith("THE END")
+        (last,) = query(fresh, "SELECT * FROM ddl_test.last_iterations")
+        assert (last["spec_id"], last["last_iteration"], last["exit_code"], last["runs"]) == (
+            "s",
+            2,
+            0,
+            2,
+        )
+
+
 class TestRendering:
     """Names and options."""
 
