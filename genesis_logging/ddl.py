@@ -220,7 +220,10 @@ def view_statements(
     stdout) instead of megabytes of text. ``last_iterations``: each spec's latest run.
     """
     on_cluster = f" ON CLUSTER {quote_identifier(cluster)}" if cluster else ""
-    db, source = quote_identifier(database), f"{quote_identifier(database)}.{quote_identifier(table)}"
+    db, source = (
+        quote_identifier(database),
+        f"{quote_identifier(database)}.{quote_identifier(table)}",
+    )
 
     def tail(column: str) -> str:
         return (

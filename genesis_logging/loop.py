@@ -76,11 +76,14 @@ class TestResult:
         return self.outcome in FAILED
 
 
-def load_runs(store: Store, spec: str, *, with_code: bool = False) -> list[Run]:
-    """The runs of ``spec``, oldest first."""
+def load_runs(
+    store: Store, spec: str, *, with_code: bool = False, with_text: bool = True
+) -> list[Run]:
+    """The runs of ``spec``, oldest first (without their output when not ``with_text``)."""
     code = ", code_snapshot" if with_code else ""
+    text = "stdout, stderr" if with_text else "'' AS stdout, '' AS stderr"
     result = store.query(
-        "SELECT iteration, exit_code, duration_ms, timestamp, stdout, stderr, "
+        f"SELECT iteration, exit_code, duration_ms, timestamp, {text}, "
         f"{store.attribute('code_hash')} AS code_hash, "
         f"{store.attribute('snapshot_files')} AS snapshot_files{code} "
         f"FROM {store.logs} WHERE spec_id = {{spec:String}} AND logger = {{logger:String}} "
@@ -101,11 +104,13 @@ def load_runs(store: Store, spec: str, *, with_code: bool = False) -> list[Run]:
     return runs
 
 
-def load_tests(store: Store, spec: str) -> list[TestResult]:
-    """The per-test records of ``spec``, oldest first."""
+def load_tests(store: Store, spec: str, *, with_text: bool = True) -> list[TestResult]:
+    """The per-test records of ``spec``, oldest first (without failure text if not
+    ``with_text``)."""
+    text = "stderr" if with_text else "''"
     result = store.query(
         f"SELECT iteration, {store.attribute('test')} AS test, "
-        f"{store.attribute('outcome')} AS outcome, stderr AS text, duration_ms, "
+        f"{store.attribute('outcome')} AS outcome, {text} AS text, duration_ms, "
         f"{store.attribute('code_hash')} AS code_hash FROM {store.logs} "
         f"WHERE spec_id = {{spec:String}} AND logger = {{logger:String}} "
         f"AND {store.attribute('kind')} = 'test' ORDER BY iteration, timestamp",

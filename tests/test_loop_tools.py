@@ -148,6 +148,27 @@ class TestRedToGreen:
         assert changed.returncode == 1
         assert changed.stdout.startswith("code changed since green iteration 2")
 
+    def test_the_assistants_queries_in_the_docs_run(self, tmp_path: Path) -> None:
+        """Every SQL block of docs/mcp.md runs on the local store (the views included)."""
+        import re
+
+        env = {"GENESIS_LOG_DIR": str(tmp_path / "logs")}
+        project = tmp_path / "project"
+        project.mkdir()
+        (project / "test_calc.py").write_text(PROJECT)
+        run_pytest(project, env)
+        docs = (Path(__file__).resolve().parents[1] / "docs" / "mcp.md").read_text()
+        blocks = re.findall(r"```sql\n(.*?)```", docs, re.DOTALL)
+        assert len(blocks) >= 5
+        for sql in blocks:
+            done = cli("query", sql.replace("spec_001", "calc"), "--format", "json", env=env)
+            assert done.returncode == 0, (sql, done.stderr)
+        failures = cli(
+            "query", "SELECT count() AS n FROM genesis.failures WHERE spec_id = 'calc'",
+            "--format", "json", env=env,
+        )  # fmt: skip
+        assert json.loads(failures.stdout)["n"] == 4  # the run, two tests, the session summary
+
     def test_verify_without_a_run_says_so(self, store_env: dict[str, str]) -> None:
         if "GENESIS_LOG_DIR" in store_env:
             Path(store_env["GENESIS_LOG_DIR"]).mkdir()

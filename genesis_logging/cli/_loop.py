@@ -181,7 +181,30 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _rows_of(files: list[str], out: TextIO, malformed: list[int]) -> Iterator[Row]:
+class _Progress:
+    """A progress bar on stderr when it is a terminal; silent otherwise."""
+
+    def __init__(self, files: list[str]) -> None:
+        self.stream = sys.stderr if sys.stderr.isatty() else None
+        self.total = sum(os.path.getsize(f) for f in files if os.path.isfile(f)) or 1
+        self.read = 0
+
+    def show(self, loaded: int) -> None:
+        if self.stream is None:
+            return
+        share = min(1.0, self.read / self.total)
+        bar = "#" * round(30 * share)
+        self.stream.write(f"\r[{bar:<30}] {share:4.0%}  {loaded} records loaded")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.stream is not None:
+            self.stream.write("\n")
+
+
+def _rows_of(
+    files: list[str], out: TextIO, malformed: list[int], progress: _Progress
+) -> Iterator[Row]:
     """The records of console JSON-lines files; malformed lines are reported and counted."""
     for name in files:
         try:
@@ -190,6 +213,7 @@ def _rows_of(files: list[str], out: TextIO, malformed: list[int]) -> Iterator[Ro
             raise CommandError(f"{name}: {error.strerror}") from None
         with handle:
             for number, line in enumerate(handle, 1):
+                progress.read += len(line)
                 if not line.strip():
                     continue
                 try:
@@ -208,17 +232,16 @@ def cmd_load(args: argparse.Namespace, out: TextIO) -> int:
     inserter = ClickHouseInserter(settings, args.table)
     malformed = [0]
     loaded = 0
-    progress = sys.stderr
+    progress = _Progress(args.files)
 
     def insert(rows: Any, token: str | None) -> None:
         nonlocal loaded
         inserter.insert(rows, token)
         loaded += len(rows)
-        progress.write(f"\rloaded {loaded} records" + (" " * 10))
-        progress.flush()
+        progress.show(loaded)
 
     try:
-        rows = _rows_of(args.files, out, malformed)
+        rows = _rows_of(args.files, out, malformed, progress)
         done = insert_in_chunks(insert, rows, args.batch_size, uuid.uuid4().hex)
     except PartialInsertError as partial:
         raise CommandError(
@@ -227,7 +250,7 @@ def cmd_load(args: argparse.Namespace, out: TextIO) -> int:
         ) from None
     finally:
         inserter.close()
-    progress.write("\n")
+        progress.done()
     for row, error in done.refused:
         out.write(f"refused by the server: {row.get('message', '')!r}: {describe(error)}\n")
     out.write(
