@@ -147,7 +147,9 @@ class BatchPipeline:
         if put.spill is not None:  # ``spool`` policy: this caller writes one batch
             spill = self._rows(put.spill)
             self._finish(spill, self._deliverer.spool(spill, "spool_failed"))
-        elif put.dropped and not self._queue.closing:
+        elif put.dropped:
+            if self._queue.closing:
+                return  # counted as ``closed``; no worker is started after close
             policy = self.config.queue_full_policy
             self.reporter.warn("queue_full", f"queue full ({policy}): records dropped")
         if not self._worker.running and self._worker.start() and self._worker.starts == 1:

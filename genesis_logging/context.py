@@ -11,6 +11,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar, Token
@@ -80,7 +81,7 @@ def _environment_context(environ: Mapping[str, str]) -> dict[str, object]:
     return found
 
 
-_INHERITED: Final = _environment_context(__import__("os").environ)
+_INHERITED: Final = _environment_context(os.environ)
 
 
 def current_context() -> dict[str, object]:

@@ -13,6 +13,7 @@ import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 from .runner import file_hashes
@@ -235,7 +236,7 @@ def verify(runs: list[Run]) -> Verdict:
         return Verdict(
             False, f"iteration {latest.iteration} recorded no --snapshot: cannot tell the code"
         )
-    now = file_hashes([__import__("pathlib").Path(p) for p in latest.snapshot_files])
+    now = file_hashes([Path(p) for p in latest.snapshot_files])
     changed = sorted(p for p, h in latest.snapshot_files.items() if now.get(p) != h)
     if changed:
         return Verdict(

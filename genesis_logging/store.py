@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import re
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -226,8 +227,8 @@ class LocalStore:
         self._session.close()
 
 
-_PARAM: Final = __import__("re").compile(r"\{(\w+):([^}]+)\}")
-_WRITES: Final = __import__("re").compile(r"\bINTO\s+OUTFILE\b", __import__("re").IGNORECASE)
+_PARAM: Final = re.compile(r"\{(\w+):([^}]+)\}")
+_WRITES: Final = re.compile(r"\bINTO\s+OUTFILE\b", re.IGNORECASE)
 _READING_QUERIES: Final = frozenset(
     {
         "SelectWithUnionQuery",

@@ -281,3 +281,24 @@ class TestReplayer:
 class TestPolicies:
     def test_cooldown_doubles_up_to_its_longest(self) -> None:
         assert [Cooldown().pause(n) for n in (1, 2, 3, 10)] == [1.0, 2.0, 4.0, 60.0]
+
+
+class TestAfterClose:
+    """A record logged after close is counted, and starts no thread."""
+
+    def test_no_worker_after_close(self) -> None:
+        import logging
+
+        from genesis_logging import ClickHouseHandler
+
+        handler = ClickHouseHandler(inserter=FakeInserter())
+        logger = logging.getLogger("parts.after_close")
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        handler.close()
+        before = threading.active_count()
+        for _ in range(50):
+            logger.warning("late")
+        assert threading.active_count() == before
+        assert handler.stats()["dropped"] == {"closed": 50}
+        assert handler.stats()["worker_restarts"] == 0
