@@ -32,3 +32,5 @@ CREATE VIEW IF NOT EXISTS genesis.failures AS SELECT timestamp, spec_id, iterati
 
 CREATE VIEW IF NOT EXISTS genesis.last_iterations AS SELECT spec_id, max(iteration) AS last_iteration, argMax(exit_code, (iteration, timestamp)) AS exit_code, argMax(duration_ms, (iteration, timestamp)) AS duration_ms, max(timestamp) AS last_run_at, count() AS runs FROM genesis.logs WHERE logger = 'genesis.run' GROUP BY spec_id;
 
+CREATE VIEW IF NOT EXISTS genesis.flaky_tests AS SELECT spec_id, attributes['test'] AS test, attributes['code_hash'] AS code_hash, groupUniqArray(attributes['outcome']) AS outcomes, groupUniqArray(iteration) AS iterations FROM genesis.logs WHERE logger = 'genesis.pytest' AND attributes['kind'] = 'test' AND attributes['code_hash'] != '' GROUP BY spec_id, test, code_hash HAVING has(outcomes, 'passed') AND (has(outcomes, 'failed') OR has(outcomes, 'error'));
+

@@ -218,6 +218,7 @@ def view_statements(
 
     ``failures``: every failing run and test, with bounded excerpts (the end of stderr and
     stdout) instead of megabytes of text. ``last_iterations``: each spec's latest run.
+    ``flaky_tests``: tests that passed and failed on the same code (the same code hash).
     """
     on_cluster = f" ON CLUSTER {quote_identifier(cluster)}" if cluster else ""
     db, source = (
@@ -240,6 +241,12 @@ def view_statements(
         "exit_code, argMax(duration_ms, (iteration, timestamp)) AS duration_ms, "
         "max(timestamp) AS last_run_at, count() AS runs "
         f"FROM {source} WHERE logger = 'genesis.run' GROUP BY spec_id",
+        f"CREATE VIEW IF NOT EXISTS {db}.flaky_tests{on_cluster} AS SELECT spec_id, "
+        "attributes['test'] AS test, attributes['code_hash'] AS code_hash, "
+        "groupUniqArray(attributes['outcome']) AS outcomes, groupUniqArray(iteration) AS "
+        f"iterations FROM {source} WHERE logger = 'genesis.pytest' AND attributes['kind'] = "
+        "'test' AND attributes['code_hash'] != '' GROUP BY spec_id, test, code_hash "
+        "HAVING has(outcomes, 'passed') AND (has(outcomes, 'failed') OR has(outcomes, 'error'))",
     ]
 
 

@@ -30,7 +30,7 @@ class TestSchemaCommand:
     def test_default_profile(self) -> None:
         result = cli("schema")
         assert result.returncode == 0
-        assert result.stdout.count(";\n") == 4  # database, table, the assistant's two views
+        assert result.stdout.count(";\n") == 5  # database, table, the assistant's three views
         assert "ORDER BY (spec_id, timestamp)" in result.stdout
         assert "CREATE VIEW IF NOT EXISTS genesis.failures AS" in result.stdout
         assert "COMMENT 'how long the run or task took, in milliseconds'" in result.stdout

@@ -222,6 +222,13 @@ class TestFlakyAndCauses:
         assert run_pytest(project, env).returncode == 1
         failures = cli("failures", "calc", env=env)
         assert "test_sometimes (flaky)" in failures.stdout
+        flaky = cli(
+            "query", "SELECT test, outcomes FROM genesis.flaky_tests WHERE spec_id = 'calc'",
+            "--format", "json", env=env,
+        )  # fmt: skip
+        (row,) = [json.loads(line) for line in flaky.stdout.splitlines()]
+        assert row["test"].endswith("test_calc.py::test_sometimes")
+        assert sorted(row["outcomes"]) == ["failed", "passed"]
         assert "flaky: this code also passed" in failures.stdout
         causes = cli("failures", "calc", "--by-cause", "--format", "json", env=env)
         (cause,) = [json.loads(line) for line in causes.stdout.splitlines()]
