@@ -31,6 +31,7 @@ from .transport import Inserter
 __all__ = ["BatchPipeline"]
 
 _ABORT_GRACE: Final = 0.5  # seconds close() gives the worker to wind down after aborting
+_COUNTS: Final = ("emitted", "sent", "spooled", "batches", "failed_batches", "retries")
 _SPOOL_KEYS: Final = (
     "written_rows",
     "replayed_rows",
@@ -362,12 +363,7 @@ class BatchPipeline:
         ledger = self._queue.snapshot()
         counts = ledger["counts"]
         return {
-            "emitted": counts.get("emitted", 0),
-            "sent": counts.get("sent", 0),
-            "spooled": counts.get("spooled", 0),
-            "batches": counts.get("batches", 0),
-            "failed_batches": counts.get("failed_batches", 0),
-            "retries": counts.get("retries", 0),
+            **{key: counts.get(key, 0) for key in _COUNTS},
             "dropped": ledger["dropped"],
             "queue_depth": ledger["queue_depth"],
             "pending": ledger["pending"],

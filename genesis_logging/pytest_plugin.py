@@ -17,9 +17,6 @@ from typing import Any, Final
 
 import pytest
 
-from .handler import ClickHouseHandler
-from .store import LocalStoreHandler
-
 __all__ = ["OUTPUT_LIMIT", "TestRecorder"]
 
 LOGGER_NAME: Final = "genesis.pytest"
@@ -71,6 +68,10 @@ class TestRecorder:
         self.started = time.monotonic()
 
     def _handlers(self) -> list[logging.Handler]:
+        # Imported here: every pytest run loads this module; only active runs need these.
+        from .handler import ClickHouseHandler
+        from .store import LocalStoreHandler
+
         root = logging.getLogger()
         if any(isinstance(h, (ClickHouseHandler, LocalStoreHandler)) for h in root.handlers):
             return []  # configured already: records propagate there
