@@ -211,3 +211,23 @@ def test_tail_follow_shows_new_records(tmp_path: Path) -> None:
     finally:
         follower.kill()
         follower.wait(10)
+
+
+def test_every_option_has_help_text() -> None:
+    """CLI manners: nothing a person can type is left unexplained."""
+    import argparse
+
+    from genesis_logging.cli import build_parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif action.help is None:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "genesis-logging")
+    assert missing == []
