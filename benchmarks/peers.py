@@ -31,14 +31,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from run import EXTRA  # noqa: E402 - the same record as the server benchmarks
+
 RESULTS = Path(__file__).parent / "results"
-EXTRA = {
-    "spec_id": "spec_001",
-    "iteration": 3,
-    "task_id": "T01",
-    "duration_ms": 12,
-    "topic": "orders",
-}
 
 
 class NullInserter:
@@ -250,5 +247,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     main()

@@ -141,3 +141,15 @@ def logs_table(clickhouse: Target) -> tuple[Target, str, str]:
     table = f"logs_{os.getpid()}_{next(_table_counter)}"
     clickhouse.create_logs_table("genesis_test", table)
     return clickhouse, "genesis_test", table
+
+
+@pytest.fixture(params=["local", "server"])
+def store_env(request: pytest.FixtureRequest, tmp_path: Any) -> dict[str, str]:
+    """Where the loop logs and reads: the local store, or the real test server."""
+    if request.param == "local":
+        return {"GENESIS_LOG_DIR": str(tmp_path / "logs")}
+    server: LocalServer = request.getfixturevalue("running_local_server")
+    target = Target("local", server.host, server.port)
+    database = f"loop_{os.getpid()}_{abs(hash(str(tmp_path))) % 100000}"
+    target.create_logs_table(database, "logs")
+    return {"CLICKHOUSE_URL": target.url(database)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,18 +26,6 @@ INJECTION = "x' OR 1=1 --"
 def rows(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
     assert result.returncode == 0, result.stdout + result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]
-
-
-@pytest.fixture(params=["local", "server"])
-def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    """Where the loop logs and reads: the local store, or the real test server."""
-    if request.param == "local":
-        return {"GENESIS_LOG_DIR": str(tmp_path / "logs")}
-    server: LocalServer = request.getfixturevalue("running_local_server")
-    target = Target("local", server.host, server.port)
-    database = f"loop_{os.getpid()}_{abs(hash(str(tmp_path))) % 100000}"
-    target.create_logs_table(database, "logs")
-    return {"CLICKHOUSE_URL": target.url(database)}
 
 
 @pytest.mark.integration

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -41,17 +40,6 @@ PROJECT = textwrap.dedent(
         pass
     """
 )
-
-
-@pytest.fixture(params=["local", "server"])
-def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    if request.param == "local":
-        return {"GENESIS_LOG_DIR": str(tmp_path / "logs")}
-    server: LocalServer = request.getfixturevalue("running_local_server")
-    target = Target("local", server.host, server.port)
-    database = f"tools_{os.getpid()}_{abs(hash(str(tmp_path))) % 100000}"
-    target.create_logs_table(database, "logs")
-    return {"CLICKHOUSE_URL": target.url(database)}
 
 
 def run_pytest(

@@ -44,17 +44,6 @@ FLIPPING = textwrap.dedent(
 )
 
 
-@pytest.fixture(params=["local", "server"])
-def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    if request.param == "local":
-        return {"GENESIS_LOG_DIR": str(tmp_path / "logs")}
-    server: LocalServer = request.getfixturevalue("running_local_server")
-    target = Target("local", server.host, server.port)
-    database = f"report_{os.getpid()}_{abs(hash(str(tmp_path))) % 100000}"
-    target.create_logs_table(database, "logs")
-    return {"CLICKHOUSE_URL": target.url(database)}
-
-
 def three_iterations(tmp_path: Path, env: dict[str, str]) -> None:
     project = tmp_path / "project"
     project.mkdir()
