@@ -62,6 +62,3 @@ class Worker:
             with self._lock:
                 self._running = False
             self._on_exit()
-
-    def is_current(self) -> bool:
-        return self._thread is not None and self._thread is threading.current_thread()

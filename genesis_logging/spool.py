@@ -390,7 +390,3 @@ class Spool:
     def _dead_paths(self) -> list[Path]:
         dead = self.directory / _DEAD_DIR
         return sorted(dead.glob(f"*{_SUFFIX}")) if dead.is_dir() else []
-
-    def pending_files(self) -> int:
-        """How many unclaimed files wait, due or not (cheap: names only)."""
-        return sum(1 for name in self._names() if name.endswith(_SUFFIX))
