@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from pathlib import Path
@@ -32,6 +33,16 @@ def balanced(queue: BatchQueue) -> bool:
     counts = ledger["counts"]
     settled = counts.get("sent", 0) + counts.get("spooled", 0) + sum(ledger["dropped"].values())
     return counts.get("emitted", 0) == settled + ledger["pending"]
+
+
+def _blocked_in(thread: threading.Thread, function: str) -> bool:
+    """Whether ``thread`` is inside ``function`` right now (its stack, not a guess)."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    while frame is not None:
+        if frame.f_code.co_name == function:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def queue(**options: Any) -> BatchQueue:
@@ -116,7 +127,7 @@ class TestBatchQueue:
         q.put(row(0))
         waiter = threading.Thread(target=q.put, args=(row(1),))
         waiter.start()
-        time.sleep(0.05)  # the waiter is blocked inside put
+        wait_until(lambda: _blocked_in(waiter, "_wait_for_room"))
         assert q.snapshot()["counts"]["emitted"] == 1
         assert balanced(q)
         q.close()

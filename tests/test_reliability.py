@@ -20,7 +20,7 @@ from genesis_logging import ClickHouseHandler, ConfigurationError
 from genesis_logging.spool import Spool
 
 from .clickhouse_server import LocalServer, Target
-from .fakes import OUTSIDE_CHECKOUT, FakeInserter, clean_env
+from .fakes import OUTSIDE_CHECKOUT, FakeInserter, clean_env, wait_until
 
 Table = tuple[Target, str, str]
 
@@ -457,9 +457,7 @@ class TestSharedSpool:
         ]
         for successor in successors:  # the worker starts with the first record
             logging_to(successor).info("successor")
-        deadline = time.monotonic() + 60
-        while Spool(spool_dir).status().rows and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: Spool(spool_dir).status().rows == 0, timeout=60)
         for successor in successors:
             successor.close()
         for name in handlers:
