@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ._codec import Row
 
@@ -16,10 +17,10 @@ class Batch(NamedTuple):
     """Rows delivered together, with the identity that makes retries idempotent."""
 
     id: str
-    rows: list[Row]
+    rows: Sequence[Row]  # a list, or the worker's ColumnBlock
 
 
-def new_batch(rows: list[Row]) -> Batch:
+def new_batch(rows: list[Any]) -> Batch:
     return Batch(uuid.uuid4().hex, rows)
 
 

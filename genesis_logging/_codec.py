@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from itertools import islice
 from typing import Any, Final, NamedTuple, TypeAlias
@@ -62,6 +62,7 @@ DEFAULT_MAX_FIELD_CHARS: Final = 4 * 1024 * 1024
 
 
 _IMMUTABLE: Final = frozenset({str, int, float, bool, type(None)})
+_STR_ONLY: Final = frozenset({str})
 _LEVELS: Final = (
     {name: name.lower() for name in logging.getLevelNamesMapping()}
     if hasattr(logging, "getLevelNamesMapping")
@@ -76,10 +77,20 @@ def _extras(state: dict[str, Any]) -> dict[str, Any]:
     A record's own attributes come first, in a fixed order, so the extras are looked for
     only after them — unless a record class or factory changed that order.
     """
-    items: Iterable[tuple[str, Any]] = state.items()
     if next(islice(state, _STANDARD_COUNT - 1, None), None) == _LAST_STANDARD:
-        items = islice(items, _STANDARD_COUNT, None)
-    return {k: v for k, v in items if k not in STANDARD_RECORD_ATTRIBUTES}
+        extras = dict(islice(state.items(), _STANDARD_COUNT, None))
+        if not STANDARD_RECORD_ATTRIBUTES.isdisjoint(extras):  # message, asctime ...
+            for name in STANDARD_RECORD_ATTRIBUTES.intersection(extras):
+                del extras[name]
+        return extras
+    return {k: v for k, v in state.items() if k not in STANDARD_RECORD_ATTRIBUTES}
+
+
+def _plain(values: Mapping[Any, object]) -> bool:
+    """Whether every key is a ``str`` and every value immutable: nothing to convert now."""
+    return _IMMUTABLE.issuperset(map(type, values.values())) and _STR_ONLY.issuperset(
+        map(type, values)
+    )
 
 
 class _Converted(NamedTuple):
@@ -90,8 +101,9 @@ class _Converted(NamedTuple):
 
 
 #: A record as captured in the caller's thread: created, levelname, name, message,
-#: message problems, context, pino-style mapping, extras, exception text.
-Snapshot: TypeAlias = "tuple[Any, Any, Any, str, dict[str, str], dict[Any, object] | None, dict[Any, object] | None, dict[Any, object] | None, str]"
+#: message problems (``None`` if none), context, pino-style mapping, extras (each
+#: ``None`` when empty), exception text, and whether nothing was converted at call time.
+Snapshot: TypeAlias = "tuple[Any, Any, Any, str, dict[str, str] | None, dict[Any, object] | None, dict[Any, object] | None, dict[Any, object] | None, str, bool]"
 
 
 class RecordConverter:
@@ -157,38 +169,83 @@ class RecordConverter:
 
         The message is bound to its arguments and the traceback formatted; values that
         are not immutable (``str``, ``int``, ``float``, ``bool``, ``None``) are converted
-        now, so a later mutation by the caller cannot change the record. Everything
-        else — coercion, cleaning, size limits — waits for :meth:`from_snapshot`.
+        now, so a later mutation by the caller cannot change the record. No coercion, no
+        cleaning and no per-record dict beyond the copy of ``extra=``: that waits for the
+        worker (:mod:`._columns`, or :meth:`from_snapshot`). Never raises.
         """
-        problems: dict[str, str] = {}
-        message = self._message(record, problems, clean=False)
-        state = record.__dict__
-        context = state.get(CONTEXT_ATTRIBUTE)
-        if not isinstance(context, Mapping):
-            context = current_context()
+        problems = None
+        plain = True
         msg = record.msg
-        pino = msg if not record.args and isinstance(msg, Mapping) else None
+        pino = None
+        if record.args or type(msg) is str or not isinstance(msg, Mapping):
+            try:
+                message = record.getMessage()
+            except Exception as error:  # bad args or a hostile __str__: keep what we can
+                problems = {}
+                message = self._message_failed(record, error, problems)
+                plain = False
+        else:
+            message = ""
+            if msg:  # pino style: logger.info({...}); the caller keeps the mapping
+                if _plain(msg):
+                    pino = dict(msg)
+                else:
+                    pino, plain = self._freeze(msg), False
+        state = record.__dict__
         extras = None
-        if len(state) > _STANDARD_COUNT or CONTEXT_ATTRIBUTE in state:  # extra= was given
-            extras = _extras(state)
-        exc = record.exc_info
-        exception = self._exception(record) if exc or record.stack_info or record.exc_text else ""
+        if len(state) > _STANDARD_COUNT:  # extra= was given (or a filter added attributes)
+            if next(islice(state, _STANDARD_COUNT - 1, None), None) == _LAST_STANDARD:
+                extras = dict(islice(state.items(), _STANDARD_COUNT, None))
+                if not STANDARD_RECORD_ATTRIBUTES.isdisjoint(extras):  # message, asctime ...
+                    for name in STANDARD_RECORD_ATTRIBUTES.intersection(extras):
+                        del extras[name]
+            else:
+                extras = _extras(state)
+            if not extras:
+                extras = None
+            elif not (
+                _IMMUTABLE.issuperset(map(type, extras.values()))
+                and _STR_ONLY.issuperset(map(type, extras))
+            ):
+                extras, plain = self._freeze(extras, ours=True), False
+        context = state.get(CONTEXT_ATTRIBUTE)  # ContextFilter's snapshot, if any
+        if isinstance(context, Mapping):
+            context, simple = self._context(context, ours=False)
+        else:
+            context, simple = self._context(current_context(), ours=True)
+        plain = plain and simple
+        exception = (
+            self._exception(record)
+            if record.exc_info or record.stack_info or record.exc_text
+            else ""
+        )
         return (
             record.created,
             record.levelname,
             record.name,
             message,
             problems,
-            self._freeze(context) if context else None,
-            self._freeze(pino) if pino else None,
-            self._freeze(extras, ours=True) if extras else None,
+            context,
+            pino,
+            extras,
             exception,
+            plain,
         )
+
+    def _context(
+        self, context: Mapping[Any, object], *, ours: bool
+    ) -> tuple[dict[Any, object] | None, bool]:
+        """The context to keep (``None`` if empty), and whether nothing was converted."""
+        if not context:
+            return None, True
+        if _plain(context):
+            return (context if ours and type(context) is dict else dict(context)), True
+        return self._freeze(context, ours=ours), False
 
     def from_snapshot(self, snapshot: Snapshot) -> Row:
         """The row of a captured record (in the worker); the same row ``convert`` gives."""
-        created, levelname, name, message, problems, context, pino, extras, exception = snapshot
-        attributes = dict(problems)
+        created, levelname, name, message, problems, context, pino, extras, exception, _ = snapshot
+        attributes = dict(problems) if problems else {}
         text = message if type(message) is str and message.isascii() else safe_str(message)
         row = self._head(created, levelname, name, text, attributes)
         for values in (context, pino, extras):
@@ -305,20 +362,22 @@ class RecordConverter:
             else:
                 attributes[name] = to_attribute(value)
 
-    def _message(
-        self, record: logging.LogRecord, attributes: dict[str, str], *, clean: bool = True
-    ) -> str:
+    def _message(self, record: logging.LogRecord, attributes: dict[str, str]) -> str:
         if isinstance(record.msg, Mapping) and not record.args:
             return ""
         try:
-            message = record.getMessage()
-            return clean_text(message) if clean else message
+            return clean_text(record.getMessage())
         except Exception as error:  # bad args or a hostile __str__: keep what we can
-            self._count_coercion()
-            attributes["message_error"] = f"{type(error).__name__}: {safe_str(error)}"
-            if record.args:
-                attributes["message_args"] = to_attribute(record.args)
-            return safe_str(record.msg)
+            return self._message_failed(record, error, attributes)
+
+    def _message_failed(
+        self, record: logging.LogRecord, error: Exception, attributes: dict[str, str]
+    ) -> str:
+        self._count_coercion()
+        attributes["message_error"] = f"{type(error).__name__}: {safe_str(error)}"
+        if record.args:
+            attributes["message_args"] = to_attribute(record.args)
+        return safe_str(record.msg)
 
     @staticmethod
     def _exception(record: logging.LogRecord) -> str:

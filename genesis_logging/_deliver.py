@@ -74,7 +74,7 @@ class Deliverer:
             )
         return outcome
 
-    def _insert(self, rows: list[Row], token: str, outcome: Outcome) -> None:
+    def _insert(self, rows: Sequence[Row], token: str, outcome: Outcome) -> None:
         def insert(part: Sequence[Row], part_token: str | None) -> None:
             self._retrying(self.inserter.insert, part, part_token)
 
@@ -95,7 +95,7 @@ class Deliverer:
             outcome.notes.append(Note("bad_row", text))
 
     def _failed(
-        self, rows: list[Row], token: str, error: BaseException, reason: str, outcome: Outcome
+        self, rows: Sequence[Row], token: str, error: BaseException, reason: str, outcome: Outcome
     ) -> None:
         message = self._describe(error)
         outcome.error = message

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Protocol
+from typing import Protocol
 
 __all__ = ["Deferred", "active", "defer", "enter", "leave", "pending", "take_deferred"]
 
@@ -39,24 +39,27 @@ def active() -> bool:
     return _state.active
 
 
-def enter(*, defer: bool = True) -> tuple[bool, bool, Any]:
-    """Mark this thread as inside pipeline code; returns what :func:`leave` restores.
+def enter(*, defer: bool = True) -> bool:
+    """Mark this thread as inside pipeline code; returns what :func:`leave` needs.
 
-    With ``defer``, records logged meanwhile are set aside (see :func:`defer`).
+    With ``defer``, records logged meanwhile are set aside (see :func:`defer`). Inside
+    already, nothing changes (and the matching :func:`leave` changes nothing).
     """
     state = _state
-    previous = (state.active, state.deferring, state.deferred)
-    if not state.active:
-        state.active = True
-        state.deferring = defer
+    if state.active:
+        return False
+    state.active = True
+    state.deferring = defer
+    state.deferred = None
+    return True
+
+
+def leave(entered: bool) -> None:
+    """Undo the :func:`enter` that returned ``entered``."""
+    if entered:
+        state = _state
+        state.active = state.deferring = False
         state.deferred = None
-    return previous
-
-
-def leave(previous: tuple[bool, bool, Any]) -> None:
-    """Restore the mark :func:`enter` returned."""
-    state = _state
-    state.active, state.deferring, state.deferred = previous
 
 
 def defer(owner: Deferred, record: logging.LogRecord) -> bool:

@@ -45,7 +45,7 @@ class PartialInsertError(Exception):
 
 
 def insert_isolating(
-    insert: Insert, rows: list[Row], token: str, done: Inserted | None = None
+    insert: Insert, rows: Sequence[Row], token: str, done: Inserted | None = None
 ) -> Inserted:
     """Insert ``rows``; when the server refuses some, split until only they are left out.
 

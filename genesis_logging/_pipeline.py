@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from . import _guard
@@ -21,7 +21,7 @@ from ._codec import Row
 from ._config import HandlerConfig
 from ._deliver import Deliverer
 from ._policies import Cooldown, ReplayBackoff, RetryPolicy
-from ._queue import BatchQueue
+from ._queue import ACCEPTED, BatchQueue
 from ._replay import SpoolReplayer
 from ._report import Reporter
 from ._worker import Worker
@@ -72,7 +72,8 @@ class BatchPipeline:
         inserter: the seam to the database.
         reporter: describes errors and warns people.
         reconnect: makes a fresh inserter for a forked child (``None``: keep ``inserter``).
-        to_row: turns a submitted item into a row, in the worker (``None``: items are rows).
+        to_rows: turns a batch of submitted items into its rows, in the worker (``None``:
+            items are rows) — the handler's snapshots become columns here.
         spool: where undeliverable rows go.
         name: the worker thread's name.
     """
@@ -84,7 +85,7 @@ class BatchPipeline:
         reporter: Reporter,
         *,
         reconnect: Callable[[], Inserter] | None = None,
-        to_row: Callable[[Any], Row] | None = None,
+        to_rows: Callable[[list[Any]], Sequence[Row]] | None = None,
         spool: Spool | None = None,
         name: str = "genesis-logging",
     ) -> None:
@@ -92,7 +93,7 @@ class BatchPipeline:
         self.reporter = reporter
         self.spool = spool
         self._reconnect = reconnect
-        self._to_row = to_row
+        self._to_rows = to_rows
         self._cooldown_policy = Cooldown()
         self._retry = RetryPolicy(config.retry_attempts, config.retry_max_delay)
         self._queue = BatchQueue(
@@ -142,17 +143,18 @@ class BatchPipeline:
     # -- the callers' side -----------------------------------------------------------------
 
     def submit(self, item: Any) -> None:
-        """Queue a row (or an item ``to_row`` makes one of); never blocks beyond the
+        """Queue a row (or an item ``to_rows`` turns into one); never blocks beyond the
         ``block`` policy's timeout."""
         put = self._queue.put(item)
-        if put.spill is not None:  # ``spool`` policy: this caller writes one batch
-            spill = self._rows(put.spill)
-            self._finish(spill, self._deliverer.spool(spill, "spool_failed"))
-        elif put.dropped:
-            if self._queue.closing:
+        if put is not ACCEPTED:
+            if put.spill is not None:  # ``spool`` policy: this caller writes one batch
+                spill = self._rows(put.spill)
+                self._finish(spill, self._deliverer.spool(spill, "spool_failed"))
+            elif self._queue.closing:
                 return  # counted as ``closed``; no worker is started after close
-            policy = self.config.queue_full_policy
-            self.reporter.warn("queue_full", f"queue full ({policy}): records dropped")
+            else:
+                policy = self.config.queue_full_policy
+                self.reporter.warn("queue_full", f"queue full ({policy}): records dropped")
         if not self._worker.running and self._worker.start() and self._worker.starts == 1:
             _close_at_child_exit(self)
 
@@ -187,8 +189,8 @@ class BatchPipeline:
     def _rows(self, batch: Batch) -> Batch:
         """The batch with its items turned into rows (captured records are converted here,
         off the caller's thread)."""
-        to_row = self._to_row
-        return batch if to_row is None else Batch(batch.id, [to_row(item) for item in batch.rows])
+        to_rows = self._to_rows
+        return batch if to_rows is None else Batch(batch.id, to_rows(batch.rows))
 
     def _deliver(self, batch: Batch) -> None:
         batch = self._rows(batch)
@@ -273,14 +275,14 @@ class BatchPipeline:
 
     def _deliver_inline(self, deadline: float) -> None:
         """No thread can run (interpreter exit): deliver from the caller's thread."""
-        previous = _guard.enter(defer=False)
+        entered = _guard.enter(defer=False)
         self._deliverer.deadline = deadline  # no retry, sleep or socket wait beyond it
         try:
             while (batch := self._queue.take(wait=False)) is not None:
                 self._deliver(batch)  # past the deadline: straight to the spool
         finally:
             self._deliverer.deadline = math.inf
-            _guard.leave(previous)
+            _guard.leave(entered)
 
     def close(self, *, wait: bool = True) -> None:
         """Deliver what is queued within ``shutdown_timeout``, stop the worker. Idempotent.
@@ -304,11 +306,11 @@ class BatchPipeline:
             self._spool_leftovers()
 
     def _wind_down(self) -> None:
-        previous = _guard.enter(defer=False)
+        entered = _guard.enter(defer=False)
         try:
             self._wait_then_stop()
         finally:
-            _guard.leave(previous)
+            _guard.leave(entered)
 
     def _wait_then_stop(self) -> None:
         limit = self.config.shutdown_timeout

@@ -22,7 +22,7 @@ from ._batch import Batch, Outcome, new_batch
 from ._codec import Row
 from ._config import QUEUE_FULL_POLICIES
 
-__all__ = ["BatchQueue", "Put"]
+__all__ = ["ACCEPTED", "BatchQueue", "Put"]
 
 
 class Put(NamedTuple):
@@ -32,7 +32,8 @@ class Put(NamedTuple):
     spill: Batch | None = None  # ``spool`` policy: rows the caller must write to the spool
 
 
-_ACCEPTED: Final = Put()
+#: What ``put`` returns for a row queued without anything else to do.
+ACCEPTED: Final = Put()
 _DROPPED: Final = Put(dropped=True)
 
 
@@ -94,6 +95,13 @@ class BatchQueue:
             if self.closing:
                 self._count_drop("closed")
                 return _DROPPED
+            if rows and len(rows) < self.capacity:  # the common case, inline
+                rows.append(row)
+                self._enqueued += 1
+                self._counts["emitted"] += 1
+                if len(rows) == self.batch_size:
+                    self._ready.notify()
+                return ACCEPTED
             if len(rows) >= self.capacity:
                 if self.policy == "spool":
                     return self._overflow_row(row)
@@ -107,7 +115,7 @@ class BatchQueue:
                     self._count_drop("closed" if self.closing else "queue_full")
                     return _DROPPED
             self._append(row)
-            return _ACCEPTED
+            return ACCEPTED
 
     def _append(self, row: Row) -> None:
         rows = self._rows
@@ -124,7 +132,7 @@ class BatchQueue:
         self._counts["emitted"] += 1
         self._overflow.append(row)
         if len(self._overflow) < self.batch_size:
-            return _ACCEPTED
+            return ACCEPTED
         spill = new_batch(self._overflow)
         self._overflow = []
         self._in_flight[spill.id] = len(spill.rows)

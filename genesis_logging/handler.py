@@ -13,6 +13,7 @@ from typing import Any
 
 from . import _guard
 from ._codec import DEFAULT_MAX_FIELD_CHARS, RecordConverter
+from ._columns import ColumnBuilder
 from ._config import DEFAULT_SPOOL_MAX_BYTES, QUEUE_FULL_POLICIES, HandlerConfig
 from ._pipeline import BatchPipeline
 from ._report import Reporter
@@ -144,6 +145,7 @@ class ClickHouseHandler(logging.Handler):
         except (OSError, TypeError, ValueError) as error:
             raise ConfigurationError(str(error)) from None
         super().__init__(level)
+        self._capture = self.converter.capture
         where = f"{connection.redacted_url()} table={table}"
 
         def connect() -> Inserter:
@@ -154,7 +156,7 @@ class ClickHouseHandler(logging.Handler):
             inserter or connect(),
             Reporter(where=where, secret=connection.password),
             reconnect=None if inserter is not None else connect,
-            to_row=self.converter.from_snapshot,
+            to_rows=ColumnBuilder(self.converter).build,
             spool=spool,
             name=f"genesis-logging-{table}",
         )
@@ -175,6 +177,9 @@ class ClickHouseHandler(logging.Handler):
         queue behind one another, so one caller blocked by a full queue (``block``
         policy) would hold up every other caller beyond ``block_timeout``.
         """
+        if not self.filters:  # the common case, without the call
+            self.emit(record)
+            return True
         result = self.filter(record)
         if isinstance(result, logging.LogRecord):
             record = result  # Python 3.12+: a filter may return a replacement record
@@ -188,17 +193,19 @@ class ClickHouseHandler(logging.Handler):
         Safe from signal handlers: a record logged while this thread is inside our code
         (a signal handler, a ``__repr__`` that logs) is submitted right after it.
         """
-        if _guard.active():
+        if not _guard.enter():  # inside our code already: a signal handler, or the worker
             if not _guard.defer(self, record):  # the worker's own logging, or recursion
                 self._pipeline.drop("recursion")
             return
-        previous = _guard.enter()
         try:
-            self.submit_deferred(record)
+            try:
+                self._pipeline.submit(self._capture(record))
+            except Exception:
+                self.handleError(record)
             if _guard.pending():
                 self._submit_set_aside()
         finally:
-            _guard.leave(previous)
+            _guard.leave(True)
 
     def _submit_set_aside(self) -> None:
         """Records logged during the call (signal handlers), a few rounds at most."""

@@ -17,6 +17,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 from clickhouse_driver import errors
 
 from ._codec import Row, RowValue
+from ._columns import ColumnBlock
 from ._faults import is_row_error
 from .ddl import quote_identifier
 from .schema import FIELDS, Field, Kind
@@ -163,10 +164,16 @@ class ClickHouseInserter:
         return [(name, self._types[name]) for name, _, _ in self._plan]
 
     def to_columns(self, rows: Sequence[Row]) -> list[list[Any]]:
-        """Rows to one list per sent column, with defaults and type adaptations."""
+        """Rows to one list per sent column, with defaults and type adaptations; a
+        :class:`ColumnBlock` (the handler's batches) gives its columns as they are."""
         columns: list[list[Any]] = []
+        block = rows if isinstance(rows, ColumnBlock) else None
         for name, default, adapt in self._plan:
-            values = [row.get(name, default) for row in rows]
+            values = (
+                block.column(name)
+                if block is not None
+                else [row.get(name, default) for row in rows]
+            )
             columns.append(adapt(values) if adapt is not None else values)
         return columns
 

@@ -26,6 +26,7 @@ FLOW: Final = {
 LEAVES: Final = {
     "_batch",
     "_codec",
+    "_columns",
     "_config",
     "_faults",
     "_guard",

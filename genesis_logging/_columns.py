@@ -1,0 +1,302 @@
+"""Captured records to an insert's columns, in the worker, one pass per column.
+
+The caller's thread only captures (:meth:`RecordConverter.capture`); here a whole batch
+of snapshots becomes one list per schema field. Every value that needs no rule (a
+``str`` within the size limit, an ``int`` within its column's range, a known level ...)
+is taken as it is, column by column; a record holding anything else — a value to
+coerce, a key to clean, a text to cut, a message that failed — is converted by
+:meth:`RecordConverter.from_snapshot`, the very rules of the console, and its values are
+put in place. ``tests/test_columns.py`` proves both give the same columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from itertools import chain
+from operator import methodcaller
+from typing import Any, Final, overload
+
+from ._codec import RecordConverter, Row, Snapshot
+from ._values import clean_text, to_attribute
+from .schema import FIELDS, SETTABLE_FIELDS, Kind
+
+__all__ = ["ColumnBlock", "ColumnBuilder"]
+
+_DEFAULTS: Final = {field.name: field.default for field in FIELDS}
+_SETTABLE_NAMES: Final = frozenset(SETTABLE_FIELDS)
+_STRING_FIELDS: Final = tuple(
+    name for name, field in SETTABLE_FIELDS.items() if field.kind is Kind.STRING
+)
+_INT_FIELDS: Final = tuple(
+    (name, *field.bounds) for name, field in SETTABLE_FIELDS.items() if field.bounds is not None
+)
+_LEVELS: Final = {name: name.lower() for name in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")}
+# DateTime64's range: 1900-01-01 to 2299-12-31 (seconds since the epoch), as in _codec.
+_EARLIEST: Final = -2_208_988_800.0
+_LATEST: Final = 10_413_791_999.0
+_NO_VALUES: Final[dict[str, Any]] = {}  # shared, never written to
+_STR_ONLY: Final = frozenset({str})
+_INT_ONLY: Final = frozenset({int})
+_FLOAT_ONLY: Final = frozenset({float})
+_THOUSAND: Final = 1000.0  # c * 1000 for a float c is c * 1000.0
+
+
+class _Slow:
+    """Marker: this value needs a rule; its record goes through ``from_snapshot``."""
+
+    __slots__ = ()
+
+
+_SLOW: Final = _Slow()
+_MISSING: Final = object()
+
+
+class ColumnBlock(Sequence[Row]):
+    """A batch held column-wise: what the inserter sends, and rows on demand.
+
+    Rows (for the spool, a user's inserter, a refused record) are made only when asked
+    for; a slice is a block of the same columns' slices (bisection of refused rows).
+    """
+
+    __slots__ = ("_columns", "_length")
+
+    def __init__(self, columns: dict[str, list[Any]], length: int) -> None:
+        self._columns = columns
+        self._length = length
+
+    def column(self, name: str) -> list[Any]:
+        """The values of field ``name``, one per record."""
+        return self._columns[name]
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> Row: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> ColumnBlock: ...
+
+    def __getitem__(self, index: int | slice) -> Row | ColumnBlock:
+        if isinstance(index, slice):
+            columns = {name: values[index] for name, values in self._columns.items()}
+            return ColumnBlock(columns, len(range(*index.indices(self._length))))
+        if not -self._length <= index < self._length:
+            raise IndexError("record index out of range")
+        row: Row = {}
+        for name, values in self._columns.items():
+            value = values[index]
+            if value != "" and value != _NO_VALUES:  # as a row leaves empty fields out
+                row[name] = dict(value) if type(value) is dict else value
+        return row
+
+    def __iter__(self) -> Iterator[Row]:
+        for index in range(self._length):
+            yield self[index]
+
+
+class ColumnBuilder:
+    """Turns batches of snapshots into :class:`ColumnBlock` with ``converter``'s rules.
+
+    Each column is first checked as a whole — all ``str``, none too long, all encodable;
+    all ``int`` within range — with C-level passes (``map``, ``max``, ``str.join``);
+    only a column that fails is looked at value by value.
+    """
+
+    def __init__(self, converter: RecordConverter) -> None:
+        self.converter = converter
+
+    def build(self, snapshots: Sequence[Snapshot]) -> ColumnBlock:
+        """The columns of ``snapshots``; never raises for any captured record."""
+        count = len(snapshots)
+        if not count:
+            return ColumnBlock({name: [] for name in _DEFAULTS}, 0)
+        created, levels, names, messages, _, contexts, pinos, extras, exceptions, plain = zip(
+            *snapshots, strict=True
+        )
+        slow: set[int] = set() if all(plain) else {i for i, p in enumerate(plain) if not p}
+        limit = self.converter.max_field_chars
+        merged = [
+            (_NO_VALUES if e is None else e) if c is None and p is None else _merge(c, p, e)
+            for c, p, e in zip(contexts, pinos, extras, strict=True)
+        ]
+        keys: set[Any] = set().union(*merged)
+        odd = {k for k in keys if type(k) is not str or not k.isascii() or k == "attributes"}
+        if odd:  # a key to clean, or an ``attributes`` mapping to unpack
+            slow.update(i for i, values in enumerate(merged) if not odd.isdisjoint(values))
+        columns: dict[str, list[Any]] = {
+            "timestamp": _timestamps(created, slow),
+            "level": _levels(levels, limit, slow),
+            "message": _texts(messages, limit, slow),
+            "logger": _texts(names, limit, slow),
+            "exception": _texts(exceptions, limit, slow),
+        }
+        self._fields(columns, merged, keys, limit, slow)
+        columns["attributes"] = _attributes(merged, keys, limit, slow)
+        for index in slow:
+            row = self.converter.from_snapshot(snapshots[index])
+            for name, values in columns.items():
+                values[index] = row.get(name, _DEFAULTS[name])
+        ordered = {field.name: columns[field.name] for field in FIELDS}
+        return ColumnBlock(ordered, count)
+
+    def _fields(
+        self,
+        columns: dict[str, list[Any]],
+        merged: list[dict[Any, Any]],
+        keys: set[Any],
+        limit: int,
+        slow: set[int],
+    ) -> None:
+        """The settable fields: from the merged values, else the default."""
+        converter = self.converter
+        configured = {"service": converter.service, "version": converter.version}
+        count = len(merged)
+        for name in _STRING_FIELDS:
+            default = configured.get(name, "")
+            if name not in keys:
+                columns[name] = [default if len(default) <= limit else _SLOW] * count
+                _mark(columns[name], slow)
+                continue
+            raw = list(map(methodcaller("get", name, _MISSING), merged))
+            if not _all_texts(raw, limit):
+                raw = [
+                    (v if v.isascii() else clean_text(v))
+                    if type(v) is str and len(v) <= limit
+                    else (default if v is _MISSING and len(default) <= limit else _SLOW)
+                    for v in raw
+                ]
+                _mark(raw, slow)
+            columns[name] = raw
+        for name, low, high in _INT_FIELDS:
+            if name not in keys:
+                columns[name] = [0] * count
+                continue
+            raw = list(map(methodcaller("get", name, _MISSING), merged))
+            if not (_INT_ONLY.issuperset(map(type, raw)) and low <= min(raw) and max(raw) <= high):
+                raw = [
+                    v if type(v) is int and low <= v <= high else (0 if v is _MISSING else _SLOW)
+                    for v in raw
+                ]
+                _mark(raw, slow)
+            columns[name] = raw
+
+
+def _merge(
+    context: dict[Any, Any] | None, pino: dict[Any, Any] | None, extras: dict[Any, Any] | None
+) -> dict[Any, Any]:
+    """Context, then a pino-style mapping, then ``extra=``: later keys win."""
+    merged = dict(context) if context else {}
+    if pino:
+        merged.update(pino)
+    if extras:
+        merged.update(extras)
+    return merged
+
+
+def _mark(column: list[Any], slow: set[int]) -> None:
+    """Send the records whose value in ``column`` needs a rule down the slow path."""
+    if _SLOW in column:
+        slow.update(i for i, value in enumerate(column) if value is _SLOW)
+
+
+def _all_texts(values: Sequence[Any], limit: int) -> bool:
+    """Whether every value is a ``str`` within the limit, UTF-8 encodable as it is."""
+    if not _STR_ONLY.issuperset(map(type, values)) or max(map(len, values)) > limit:
+        return False
+    text = "".join(values)
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate somewhere: value by value
+        return False
+    return True
+
+
+def _texts(values: Sequence[Any], limit: int, slow: set[int]) -> list[Any]:
+    if _all_texts(values, limit):
+        return list(values)
+    column = [
+        (v if v.isascii() else clean_text(v)) if type(v) is str and len(v) <= limit else _SLOW
+        for v in values
+    ]
+    _mark(column, slow)
+    return column
+
+
+def _timestamps(created: Sequence[Any], slow: set[int]) -> list[Any]:
+    """Milliseconds; what is not a float in DateTime64's range takes the slow path."""
+    if (
+        _FLOAT_ONLY.issuperset(map(type, created))
+        and min(created) >= _EARLIEST
+        and max(created) <= _LATEST
+    ):
+        return list(map(round, map(_THOUSAND.__rmul__, created)))
+    column = [
+        round(c * 1000) if type(c) is float and _EARLIEST <= c <= _LATEST else _SLOW
+        for c in created
+    ]
+    _mark(column, slow)
+    return column
+
+
+def _levels(levels: Sequence[Any], limit: int, slow: set[int]) -> list[Any]:
+    if _STR_ONLY.issuperset(map(type, levels)):
+        column = list(map(_LEVELS.get, levels))
+        if None not in column:
+            return column
+    column = [
+        (_LEVELS.get(v) or v.lower())
+        if type(v) is str and v.isascii() and len(v) <= limit
+        else _SLOW
+        for v in levels
+    ]
+    _mark(column, slow)
+    return column
+
+
+def _attribute(value: object, limit: int) -> object:
+    """An attribute string (``_SLOW`` past the limit); ``_MISSING`` stays missing."""
+    if value is _MISSING:
+        return value
+    text = to_attribute(value) if type(value) is not int else _int_attribute(value)  # type: ignore[arg-type]
+    return text if len(text) <= limit else _SLOW
+
+
+def _int_attribute(value: int) -> str:
+    return repr(value) if -(10**15) < value < 10**15 else to_attribute(value)
+
+
+def _attributes(
+    merged: list[dict[Any, Any]], keys: set[Any], limit: int, slow: set[int]
+) -> list[Any]:
+    """Every key that is not a field, as strings; a text over the limit takes the slow path.
+
+    One pass per key: the attributes keep the batch's key order (the order the
+    record's own keys have, unless records of one batch order the same keys unlike).
+    """
+    names = [k for k in dict.fromkeys(chain.from_iterable(merged)) if k not in _SETTABLE_NAMES]
+    if not names:
+        return [_NO_VALUES] * len(merged)
+    columns = []
+    for name in names:
+        raw = list(map(methodcaller("get", name, _MISSING), merged))
+        if not _all_texts(raw, limit):
+            raw = [
+                v if type(v) is str and v.isascii() and len(v) <= limit else _attribute(v, limit)
+                for v in raw
+            ]
+            _mark(raw, slow)
+        columns.append(raw)
+    if len(names) == 1:
+        (name,) = names
+        return [{name: v} if v is not _MISSING else _NO_VALUES for v in columns[0]]
+    return [
+        dict(zip(names, values, strict=True))
+        if _MISSING not in values
+        else (
+            {k: v for k, v in zip(names, values, strict=True) if v is not _MISSING} or _NO_VALUES
+        )
+        for values in zip(*columns, strict=True)
+    ]
