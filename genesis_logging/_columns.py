@@ -11,6 +11,7 @@ put in place. ``tests/test_columns.py`` proves both give the same columns.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from itertools import chain
 from operator import methodcaller
@@ -229,6 +230,7 @@ def _timestamps(created: Sequence[Any], slow: set[int]) -> list[Any]:
     """Milliseconds; what is not a float in DateTime64's range takes the slow path."""
     if (
         _FLOAT_ONLY.issuperset(map(type, created))
+        and math.isfinite(sum(created))  # no NaN, which min() and max() would pass over
         and min(created) >= _EARLIEST
         and max(created) <= _LATEST
     ):

@@ -193,9 +193,9 @@ class BatchPipeline:
         return batch if to_rows is None else Batch(batch.id, to_rows(batch.rows))
 
     def _deliver(self, batch: Batch) -> None:
-        batch = self._rows(batch)
-        self._current = batch
         try:
+            batch = self._rows(batch)
+            self._current = batch
             outcome = self._deliverer.deliver(batch)
         except BaseException as error:  # only reachable through a bug: count, never hide
             outcome = Outcome(error=self.reporter.describe(error))

@@ -123,11 +123,12 @@ class TestColumnsEqualTodaysConversion:
         converter = RecordConverter(max_field_chars=LIMIT)
         with log_context(**bound):
             records = [
+                make_record("plain", None, {}),
                 make_record(fmt, hs.build(args) or None, {"spec_id": "s", "n": 1}),
                 make_record(hs.build(pino), None, {}),
                 make_record("plain", None, {}),
             ]
-            records[0].created = created
+            records[1].created = created  # between ordinary ones: min() and max() skip NaN
             snapshots = [converter.capture(r) for r in records]
             expected = [RecordConverter(max_field_chars=LIMIT).convert(r) for r in records]
         assert_same(ColumnBuilder(converter).build(snapshots), expected)
@@ -154,15 +155,16 @@ class TestColumnsEqualTodaysConversion:
         for service in build(converter, records).column("service"):
             assert "…[truncated 180 of 300 characters]" in service
 
-    def test_nan_and_out_of_range_created(self) -> None:
+    @pytest.mark.parametrize("hostile", [math.nan, math.inf, -math.inf, 1e30, -1e12])
+    def test_a_hostile_created_among_ordinary_ones(self, hostile: float) -> None:
         converter = RecordConverter()
         records = [make_record("a", None, {}) for _ in range(3)]
-        records[1].created = math.nan
-        records[2].created = 1e30
+        records[1].created = hostile
         block = build(converter, records)
-        assert block[1]["attributes"] == {"created.original": "nan"}
-        assert block[2]["attributes"] == {"created.original": "1e+30"}
-        assert block.column("timestamp")[0] == round(records[0].created * 1000)
+        assert block[1]["attributes"] == {"created.original": repr(hostile)}
+        assert converter.coerced == 1
+        for index in (0, 2):
+            assert block.column("timestamp")[index] == round(records[index].created * 1000)
 
     def test_an_empty_batch(self) -> None:
         block = ColumnBuilder(RecordConverter()).build([])

@@ -313,3 +313,31 @@ class TestAfterClose:
         assert threading.active_count() == before
         assert handler.stats()["dropped"] == {"closed": 50}
         assert handler.stats()["worker_restarts"] == 0
+
+
+class TestConversionFault:
+    """A bug turning a batch into rows costs that batch, counted; the worker goes on."""
+
+    def test_counted_as_internal_error_and_the_next_batch_is_delivered(self) -> None:
+        from genesis_logging._config import HandlerConfig
+        from genesis_logging._pipeline import BatchPipeline
+        from genesis_logging._report import Reporter
+        from genesis_logging.settings import ConnectionSettings
+
+        def to_rows(items: list[Any]) -> list[Row]:
+            if "poison" in items:
+                raise RuntimeError("a bug in the conversion")
+            return [row(int(item)) for item in items]
+
+        fake = FakeInserter()
+        config = HandlerConfig(ConnectionSettings.resolve(), batch_size=2, flush_interval=0.05)
+        pipeline = BatchPipeline(config, fake, Reporter(where="test"), to_rows=to_rows)
+        for item in ("1", "poison", "3", "4"):
+            pipeline.submit(item)
+        assert pipeline.drain(10)
+        stats = pipeline.stats()
+        pipeline.close()
+        assert stats["dropped"] == {"internal_error": 2}
+        assert stats["sent"] == 2
+        assert [r["timestamp"] for batch in fake.batches for r in batch] == [3, 4]
+        assert stats["last_error"] and "a bug in the conversion" in stats["last_error"]
