@@ -48,9 +48,8 @@ STANDARD_RECORD_ATTRIBUTES: Final = frozenset(
 _EXCEPTION_FORMATTER: Final = logging.Formatter()
 # Attributes a plain record has; fewer in __dict__ means no extra= (formatters may add some).
 _STANDARD_COUNT: Final = len(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
-_INT_BOUNDS: Final = {
-    name: f.bounds for name, f in SETTABLE_FIELDS.items() if f.bounds is not None
-}
+#: Settable field name -> (field, integer bounds or None); a dict is quicker than the proxy.
+_SETTABLE: Final = {name: (f, f.bounds) for name, f in SETTABLE_FIELDS.items()}
 
 _MARKER_ROOM: Final = 80  # characters reserved for the truncation marker
 # DateTime64's range: 1900-01-01 to 2299-12-31 (seconds since the epoch).
@@ -153,16 +152,23 @@ class RecordConverter:
         row = self._head(record.created, record.levelname, record.name, message, attributes)
         state = record.__dict__
         context = state.get(CONTEXT_ATTRIBUTE)
-        self._merge(
-            context if isinstance(context, Mapping) else current_context(), row, attributes
-        )
-        if isinstance(record.msg, Mapping) and not record.args:
-            self._merge(record.msg, row, attributes)  # pino style: logger.info({...})
+        if context is None or not isinstance(context, Mapping):
+            context = current_context()
+        if context:
+            self._merge(context, row, attributes)
+        msg = record.msg
+        if type(msg) is not str and not record.args and isinstance(msg, Mapping):
+            self._merge(msg, row, attributes)  # pino style: logger.info({...})
         if len(state) > _STANDARD_COUNT or CONTEXT_ATTRIBUTE in state:  # extra= was given
             extras = _extras(state)
             if extras:
                 self._merge(extras, row, attributes)
-        return self._tail(row, attributes, self._exception(record))
+        exception = (
+            self._exception(record)
+            if record.exc_info or record.stack_info or record.exc_text
+            else ""
+        )
+        return self._tail(row, attributes, exception)
 
     def capture(self, record: logging.LogRecord) -> Snapshot:
         """What must be taken at call time (the handler's path, in the caller's thread).
@@ -173,7 +179,7 @@ class RecordConverter:
         cleaning and no per-record dict beyond the copy of ``extra=``: that waits for the
         worker (:mod:`._columns`, or :meth:`from_snapshot`). Never raises.
         """
-        problems = None
+        problems: dict[str, str] | None = None
         plain = True
         msg = record.msg
         pino = None
@@ -296,12 +302,13 @@ class RecordConverter:
         if exception:
             row["exception"] = exception
         limit = self.max_field_chars
-        oversized = [n for n, v in row.items() if type(v) is str and len(v) > limit]
-        for name in oversized:
-            row[name] = self._truncate(name, row[name], attributes)  # type: ignore[arg-type]
+        if max(map(len, filter(str.__instancecheck__, row.values()))) > limit:  # type: ignore[arg-type]
+            for name in [n for n, v in row.items() if type(v) is str and len(v) > limit]:
+                row[name] = self._truncate(name, row[name], attributes)  # type: ignore[arg-type]
         if attributes:
-            for name in [n for n, v in attributes.items() if len(v) > limit]:
-                attributes[name] = self._truncate(name, attributes[name], attributes)
+            if max(map(len, attributes.values())) > limit:
+                for name in [n for n, v in attributes.items() if len(v) > limit]:
+                    attributes[name] = self._truncate(name, attributes[name], attributes)
             row["attributes"] = attributes
         return row
 
@@ -335,12 +342,12 @@ class RecordConverter:
                 if type(key) is str and key.isascii()
                 else (clean_text(key) if isinstance(key, str) else safe_str(key))
             )
-            field = SETTABLE_FIELDS.get(name)
-            if field is not None:
+            rule = _SETTABLE.get(name)
+            if rule is not None:
                 if value is None:
                     continue
                 # Fast paths for the values callers normally pass.
-                bounds = _INT_BOUNDS.get(name)
+                field, bounds = rule
                 if bounds is None and type(value) is str:
                     row[name] = value if value.isascii() else clean_text(value)
                     continue
@@ -363,7 +370,8 @@ class RecordConverter:
                 attributes[name] = to_attribute(value)
 
     def _message(self, record: logging.LogRecord, attributes: dict[str, str]) -> str:
-        if isinstance(record.msg, Mapping) and not record.args:
+        msg = record.msg
+        if type(msg) is not str and not record.args and isinstance(msg, Mapping):
             return ""
         try:
             return clean_text(record.getMessage())

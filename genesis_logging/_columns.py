@@ -244,6 +244,7 @@ def _timestamps(created: Sequence[Any], slow: set[int]) -> list[Any]:
 
 
 def _levels(levels: Sequence[Any], limit: int, slow: set[int]) -> list[Any]:
+    column: list[Any]
     if _STR_ONLY.issuperset(map(type, levels)):
         column = list(map(_LEVELS.get, levels))
         if None not in column:
@@ -262,7 +263,7 @@ def _attribute(value: object, limit: int) -> object:
     """An attribute string (``_SLOW`` past the limit); ``_MISSING`` stays missing."""
     if value is _MISSING:
         return value
-    text = to_attribute(value) if type(value) is not int else _int_attribute(value)  # type: ignore[arg-type]
+    text = _int_attribute(value) if type(value) is int else to_attribute(value)
     return text if len(text) <= limit else _SLOW
 
 

@@ -85,7 +85,7 @@ class BatchPipeline:
         reporter: Reporter,
         *,
         reconnect: Callable[[], Inserter] | None = None,
-        to_rows: Callable[[list[Any]], Sequence[Row]] | None = None,
+        to_rows: Callable[[Sequence[Any]], Sequence[Row]] | None = None,
         spool: Spool | None = None,
         name: str = "genesis-logging",
     ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -49,6 +50,10 @@ class GenesisJsonFormatter(JsonFormatter):
         max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
     ) -> None:
         super().__init__(json_ensure_ascii=ensure_ascii)
+        # The encoder json.dumps would build for every record, built once.
+        self._encode = self.json_encoder(  # type: ignore[misc]
+            default=self.json_default, indent=self.json_indent, ensure_ascii=ensure_ascii
+        ).encode
         self.record_converter = RecordConverter(
             service=service, version=version, max_field_chars=max_field_chars
         )
@@ -69,7 +74,10 @@ class GenesisJsonFormatter(JsonFormatter):
 
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         """python-json-logger's encoding, with Unicode line separators escaped."""
-        text = super().jsonify_log_record(log_data)
+        if self.json_serializer is json.dumps:  # as json.dumps(..., cls=self.json_encoder)
+            text: str = self._encode(log_data)
+        else:
+            text = super().jsonify_log_record(log_data)
         if text.isascii() or not ("\u2028" in text or "\u2029" in text or "\x85" in text):
             return text
         return text.translate(_LINE_BREAKS)

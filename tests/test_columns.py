@@ -84,8 +84,9 @@ class TestColumnsEqualTodaysConversion:
     def test_values_callers_pass_and_their_near_misses(
         self, batch: list[tuple[str, list[object], dict[str, object], int]]
     ) -> None:
-        converter, reference = RecordConverter(max_field_chars=LIMIT), RecordConverter(
-            max_field_chars=LIMIT
+        converter, reference = (
+            RecordConverter(max_field_chars=LIMIT),
+            RecordConverter(max_field_chars=LIMIT),
         )
         records = [
             make_record(msg + " %s" * len(args), tuple(args) or None, extra, level)
@@ -168,7 +169,8 @@ class TestColumnsEqualTodaysConversion:
 
     def test_an_empty_batch(self) -> None:
         block = ColumnBuilder(RecordConverter()).build([])
-        assert len(block) == 0 and list(block) == []
+        assert len(block) == 0
+        assert list(block) == []
         assert all(block.column(name) == [] for name in FIELD_NAMES)
 
 

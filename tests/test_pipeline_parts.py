@@ -340,4 +340,5 @@ class TestConversionFault:
         assert stats["dropped"] == {"internal_error": 2}
         assert stats["sent"] == 2
         assert [r["timestamp"] for batch in fake.batches for r in batch] == [3, 4]
-        assert stats["last_error"] and "a bug in the conversion" in stats["last_error"]
+        assert stats["last_error"]
+        assert "a bug in the conversion" in stats["last_error"]
