@@ -180,7 +180,7 @@ class RecordConverter:
         worker (:mod:`._columns`, or :meth:`from_snapshot`). Never raises.
         """
         problems: dict[str, str] | None = None
-        plain = True
+        plain = True  # nothing converted now: the worker's columns may take values as they are
         msg = record.msg
         pino = None
         if record.args or type(msg) is str or not isinstance(msg, Mapping):
@@ -193,33 +193,23 @@ class RecordConverter:
         else:
             message = ""
             if msg:  # pino style: logger.info({...}); the caller keeps the mapping
-                if _plain(msg):
-                    pino = dict(msg)
-                else:
-                    pino, plain = self._freeze(msg), False
+                pino, plain = self._taken(msg, ours=False)
         state = record.__dict__
         extras = None
         if len(state) > _STANDARD_COUNT:  # extra= was given (or a filter added attributes)
-            if next(islice(state, _STANDARD_COUNT - 1, None), None) == _LAST_STANDARD:
-                extras = dict(islice(state.items(), _STANDARD_COUNT, None))
-                if not STANDARD_RECORD_ATTRIBUTES.isdisjoint(extras):  # message, asctime ...
-                    for name in STANDARD_RECORD_ATTRIBUTES.intersection(extras):
-                        del extras[name]
-            else:
-                extras = _extras(state)
-            if not extras:
-                extras = None
-            elif not (
-                _IMMUTABLE.issuperset(map(type, extras.values()))
-                and _STR_ONLY.issuperset(map(type, extras))
-            ):
-                extras, plain = self._freeze(extras, ours=True), False
+            extras = _extras(state) or None
+            if extras is not None:
+                extras, simple = self._taken(extras, ours=True)
+                plain = plain and simple
         context = state.get(CONTEXT_ATTRIBUTE)  # ContextFilter's snapshot, if any
-        if isinstance(context, Mapping):
-            context, simple = self._context(context, ours=False)
+        ours = context is None or not isinstance(context, Mapping)
+        if ours:
+            context = current_context()  # a fresh dict
+        if context:
+            context, simple = self._taken(context, ours=ours)
+            plain = plain and simple
         else:
-            context, simple = self._context(current_context(), ours=True)
-        plain = plain and simple
+            context = None
         exception = (
             self._exception(record)
             if record.exc_info or record.stack_info or record.exc_text
@@ -238,15 +228,14 @@ class RecordConverter:
             plain,
         )
 
-    def _context(
-        self, context: Mapping[Any, object], *, ours: bool
-    ) -> tuple[dict[Any, object] | None, bool]:
-        """The context to keep (``None`` if empty), and whether nothing was converted."""
-        if not context:
-            return None, True
-        if _plain(context):
-            return (context if ours and type(context) is dict else dict(context)), True
-        return self._freeze(context, ours=ours), False
+    def _taken(
+        self, values: Mapping[Any, object], *, ours: bool
+    ) -> tuple[dict[Any, object], bool]:
+        """``values`` to keep (a copy unless ``ours``), and whether nothing in them had to
+        be converted now."""
+        if _plain(values):
+            return (values if ours and type(values) is dict else dict(values)), True
+        return self._freeze(values, ours=ours), False
 
     def from_snapshot(self, snapshot: Snapshot) -> Row:
         """The row of a captured record (in the worker); the same row ``convert`` gives."""

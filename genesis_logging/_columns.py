@@ -156,8 +156,11 @@ class ColumnBuilder:
         for name in _STRING_FIELDS:
             default = configured.get(name, "")
             if name not in keys:
-                columns[name] = [default if len(default) <= limit else _SLOW] * count
-                _mark(columns[name], slow)
+                if len(default) <= limit:
+                    columns[name] = [default] * count
+                else:  # a configured service or version over the limit: cut in every row
+                    columns[name] = [_SLOW] * count
+                    slow.update(range(count))
                 continue
             raw = list(map(methodcaller("get", name, _MISSING), merged))
             if not _all_texts(raw, limit):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Protocol
+from typing import Final, Protocol, TypeAlias
 
 __all__ = ["Deferred", "active", "defer", "enter", "leave", "pending", "take_deferred"]
 
@@ -25,10 +25,17 @@ class Deferred(Protocol):
     def discard_deferred(self, record: logging.LogRecord) -> None: ...
 
 
+# This thread's mark: ``None`` outside our code; inside, either ``_DROPPING`` (records
+# logged meanwhile are dropped: the worker, or set-aside records being submitted),
+# ``_DEFERRING`` (they are set aside; none so far) or the list of those set aside. One
+# attribute, so that a logging call reads and writes it only once or twice.
+_DROPPING: Final = "dropping"
+_DEFERRING: Final = "deferring"
+Mode: TypeAlias = "str | list[tuple[Deferred, logging.LogRecord]] | None"
+
+
 class _State(threading.local):
-    active = False
-    deferring = False  # records logged meanwhile are set aside (not in the worker)
-    deferred: list[tuple[Deferred, logging.LogRecord]] | None = None
+    mode: Mode = None
 
 
 _state = _State()
@@ -36,7 +43,7 @@ _state = _State()
 
 def active() -> bool:
     """Whether this thread is inside pipeline code."""
-    return _state.active
+    return _state.mode is not None
 
 
 def enter(*, defer: bool = True) -> bool:
@@ -46,44 +53,42 @@ def enter(*, defer: bool = True) -> bool:
     already, nothing changes (and the matching :func:`leave` changes nothing).
     """
     state = _state
-    if state.active:
+    if state.mode is not None:
         return False
-    state.active = True
-    state.deferring = defer
-    state.deferred = None
+    state.mode = _DEFERRING if defer else _DROPPING
     return True
 
 
 def leave(entered: bool) -> None:
     """Undo the :func:`enter` that returned ``entered``."""
     if entered:
-        state = _state
-        state.active = state.deferring = False
-        state.deferred = None
+        _state.mode = None
 
 
 def defer(owner: Deferred, record: logging.LogRecord) -> bool:
     """Set ``record`` aside for the interrupted call; ``False`` when that is not allowed
     (the worker thread, or while set-aside records are being submitted)."""
     state = _state
-    if not state.deferring:
-        return False
-    if state.deferred is None:
-        state.deferred = []
-    state.deferred.append((owner, record))
-    return True
+    mode = state.mode
+    if type(mode) is list:
+        mode.append((owner, record))
+        return True
+    if mode is _DEFERRING:
+        state.mode = [(owner, record)]
+        return True
+    return False
 
 
 def pending() -> bool:
     """Whether records were set aside since :func:`enter`."""
-    return _state.deferred is not None
+    return type(_state.mode) is list
 
 
 def take_deferred(*, last: bool = False) -> list[tuple[Deferred, logging.LogRecord]]:
     """The records set aside so far; with ``last``, later ones are no longer set aside."""
     state = _state
-    deferred = state.deferred
-    state.deferred = None
-    if last:
-        state.deferring = False
-    return deferred or []
+    mode = state.mode
+    if mode is None:
+        return []
+    state.mode = _DROPPING if last or mode is _DROPPING else _DEFERRING
+    return mode if type(mode) is list else []
