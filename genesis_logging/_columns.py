@@ -282,9 +282,14 @@ def _attributes(
     One pass per key: the attributes keep the batch's key order (the order the
     record's own keys have, unless records of one batch order the same keys unlike).
     """
-    names = [k for k in dict.fromkeys(chain.from_iterable(merged)) if k not in _SETTABLE_NAMES]
-    if not names:
+    unordered = keys - _SETTABLE_NAMES
+    if not unordered:
         return [_NO_VALUES] * len(merged)
+    names = (
+        list(unordered)
+        if len(unordered) == 1
+        else [k for k in dict.fromkeys(chain.from_iterable(merged)) if k in unordered]
+    )
     columns = []
     for name in names:
         raw = list(map(methodcaller("get", name, _MISSING), merged))
