@@ -8,10 +8,13 @@ Caller cost of ``logger.info("Task concluída %d", i, extra={5 fields})`` throug
 (``ClickHouseHandler`` with a null inserter, its worker running), OpenTelemetry's SDK
 (``LoggingHandler`` + ``BatchLogRecordProcessor``, no-op exporter) and
 python-logstash-async (no-op transport). Then end-to-end throughput into a null sink,
-and the console formatter against python-json-logger's ``JsonFormatter`` with the same
-fields. Every figure is the median over rounds in which the contenders take turns.
-Needs the ``bench`` extras: ``pip install opentelemetry-sdk python-logstash-async``.
-Delivery to a real server and memory under an outage are in ``run.py``.
+the console formatter against python-json-logger's ``JsonFormatter`` with the same
+fields, and delivery to a real server (Debian's ``clickhouse-server``, started here)
+against the ceiling: the same calls into a ``NullHandler`` plus the raw driver inserting
+the same rows column-wise, back to back. Every figure is the median over rounds in which
+the contenders take turns. Needs the ``bench`` extras:
+``pip install opentelemetry-sdk python-logstash-async``. Memory under an outage and the
+batch-size sweep are in ``run.py``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from run import EXTRA  # noqa: E402 - the same record as the server benchmarks
+from run import EXTRA, delivery  # noqa: E402 - the same record as the server benchmarks
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -199,6 +202,24 @@ def summary(results: dict[str, list[float]], base: str) -> list[dict[str, Any]]:
     ]
 
 
+def delivery_to_server(records: int, rounds: int) -> dict[str, Any]:
+    """``run.delivery`` against a server started for this run."""
+    import tempfile
+
+    from tests.clickhouse_server import LocalServer, Target, find_server_binary
+
+    logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)  # polls while it starts
+    command = find_server_binary()
+    if command is None:
+        sys.exit("the delivery figure needs Debian's clickhouse-server")
+    server = LocalServer(command, Path(tempfile.mkdtemp(prefix="genesis-peers-")))
+    server.start()
+    try:
+        return delivery(Target("local", server.host, server.port), records, rounds)
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -222,6 +243,9 @@ def main() -> None:
         "OpenTelemetry SDK",
     )
     formatter = summary(formatter_cost(rounds, calls), "python-json-logger JsonFormatter")
+    for contender in contenders:
+        contender.handler.close()
+    server = delivery_to_server(records // 2 if args.quick else records * 2, 3)
     result = {
         "machine": {
             "python": platform.python_version(),
@@ -230,6 +254,7 @@ def main() -> None:
         "caller_us": caller,
         "null_sink_records_per_s": sink,
         "formatter_us": formatter,
+        "delivery": server,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "peers.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -243,8 +268,13 @@ def main() -> None:
             print(
                 f"  {row['name']:<40} {row['median']:>12.1f}   {row['ratio_to_base']:.2f} {unit}"
             )
-    for contender in contenders:
-        contender.handler.close()
+    print(
+        f"\ndelivery to the server, {server['records']} records, records/s\n"
+        f"  {'genesis-logging':<40} {server['records_per_s_ours']:>12.0f}   "
+        f"{server['ratio_median']:.2f} × the ceiling "
+        f"({server['ratio_min']:.2f}..{server['ratio_max']:.2f})\n"
+        f"  {'ceiling (NullHandler + raw driver)':<40} {server['records_per_s_ceiling']:>12.0f}"
+    )
 
 
 if __name__ == "__main__":
