@@ -85,13 +85,6 @@ def _extras(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in state.items() if k not in STANDARD_RECORD_ATTRIBUTES}
 
 
-def _plain(values: Mapping[Any, object]) -> bool:
-    """Whether every key is a ``str`` and every value immutable: nothing to convert now."""
-    return _IMMUTABLE.issuperset(map(type, values.values())) and _STR_ONLY.issuperset(
-        map(type, values)
-    )
-
-
 class _Converted(NamedTuple):
     """A value converted at call time: what it adds to the row and to ``attributes``."""
 
@@ -233,7 +226,9 @@ class RecordConverter:
     ) -> tuple[dict[Any, object], bool]:
         """``values`` to keep (a copy unless ``ours``), and whether nothing in them had to
         be converted now."""
-        if _plain(values):
+        if _IMMUTABLE.issuperset(map(type, values.values())) and _STR_ONLY.issuperset(
+            map(type, values)
+        ):  # the common case: nothing to convert now
             return (values if ours and type(values) is dict else dict(values)), True
         return self._freeze(values, ours=ours), False
 

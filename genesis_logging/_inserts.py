@@ -61,7 +61,7 @@ def insert_isolating(
     while pending:
         low, high, part = pending.pop()
         try:
-            insert(rows[low:high], part)
+            insert(rows if high - low == len(rows) else rows[low:high], part)
         except Exception as error:
             if not is_row_error(error):
                 unsent = [

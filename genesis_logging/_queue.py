@@ -189,8 +189,13 @@ class BatchQueue:
                 self._ready.wait(None if wake == math.inf else wake - now)
 
     def _cut(self, now: float) -> Batch:
-        take = min(len(self._rows), self.batch_size)
-        batch = new_batch([self._rows.popleft() for _ in range(take)])
+        rows = self._rows
+        take = min(len(rows), self.batch_size)
+        if take == len(rows):
+            batch = new_batch(list(rows))
+            rows.clear()
+        else:
+            batch = new_batch([rows.popleft() for _ in range(take)])
         self._in_flight[batch.id] = take
         if self._overflow:  # room again: refused rows rejoin the queue
             moved = self._overflow[: self.capacity - len(self._rows)]
