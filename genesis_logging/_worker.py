@@ -27,27 +27,25 @@ class Worker:
         self._loop, self._name, self._on_exit = loop, name, on_exit
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
-        self._running = False
+        self.running = (
+            False  # written under the lock; read without (a plain attribute: the hot path)
+        )
         self.starts = 0
         self.inline = False  # no thread could be started: the caller delivers
-
-    @property
-    def running(self) -> bool:
-        return self._running
 
     def start(self) -> bool:
         """Start the thread unless it runs; ``False`` when no thread can be started."""
         with self._lock:
-            if self._running:
+            if self.running:
                 return True
             if self.inline:
                 return False
             thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-            self._running = True
+            self.running = True
             try:
                 thread.start()
             except RuntimeError:  # "can't create new thread at interpreter shutdown"
-                self._running = False
+                self.running = False
                 self.inline = True
                 return False
             self._thread = thread
@@ -60,5 +58,5 @@ class Worker:
             self._loop()
         finally:
             with self._lock:
-                self._running = False
+                self.running = False
             self._on_exit()

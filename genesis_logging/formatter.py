@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -15,6 +16,48 @@ __all__ = ["GenesisJsonFormatter"]
 # Characters that JSON leaves raw but some readers (str.splitlines, JavaScript) treat as
 # line breaks; escaping them keeps every record on exactly one line for every reader.
 _LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+_PROBE: Final = {"text": 'ação \u2028 "q"', "n": -3, "map": {"k": "v"}, "empty": {}}
+
+
+def one_shot(encoder: json.JSONEncoder) -> Callable[[Any], str]:
+    """``encoder.encode``, without rebuilding the C encoder for every call.
+
+    ``JSONEncoder.iterencode`` makes a C encoder from its settings on each call (half the
+    cost of encoding a log line); this makes it once, with the same arguments (no
+    circular-reference markers: a log line is a flat object). Where that C encoder is not
+    there or answers differently from ``encode`` on a probe, ``encode`` itself is used.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None or encoder.indent is not None:
+        return encoder.encode
+    strings = (
+        json.encoder.encode_basestring_ascii
+        if encoder.ensure_ascii
+        else json.encoder.encode_basestring
+    )
+    try:
+        chunks = make(
+            None,
+            encoder.default,
+            strings,
+            None,
+            encoder.key_separator,
+            encoder.item_separator,
+            encoder.sort_keys,
+            encoder.skipkeys,
+            encoder.allow_nan,
+        )
+
+        def encode(value: Any) -> str:
+            return "".join(chunks(value, 0))
+
+        if encode(_PROBE) == encoder.encode(_PROBE):
+            return encode
+    except Exception:  # another Python's private signature: the public way
+        pass
+    return encoder.encode
 
 
 class GenesisJsonFormatter(JsonFormatter):
@@ -51,9 +94,11 @@ class GenesisJsonFormatter(JsonFormatter):
     ) -> None:
         super().__init__(json_ensure_ascii=ensure_ascii)
         # The encoder json.dumps would build for every record, built once.
-        self._encode = self.json_encoder(  # type: ignore[misc]
-            default=self.json_default, indent=self.json_indent, ensure_ascii=ensure_ascii
-        ).encode
+        self._encode = one_shot(
+            self.json_encoder(  # type: ignore[misc]
+                default=self.json_default, indent=self.json_indent, ensure_ascii=ensure_ascii
+            )
+        )
         self.record_converter = RecordConverter(
             service=service, version=version, max_field_chars=max_field_chars
         )

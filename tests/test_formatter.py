@@ -8,6 +8,8 @@ import logging
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from genesis_logging import GenesisJsonFormatter, log_context
 from genesis_logging._codec import format_timestamp
@@ -333,3 +335,50 @@ class TestTruncation:
     def test_limit_is_validated(self) -> None:
         with pytest.raises(ValueError, match="max_field_chars"):
             GenesisJsonFormatter(max_field_chars=10)
+
+
+class TestOneShotEncoder:
+    """The encoder built once gives exactly what ``JSONEncoder.encode`` gives."""
+
+    json_values = st.recursive(
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.text(alphabet=st.characters(codec=None, categories=None)),
+        ),
+        lambda children: st.one_of(
+            st.lists(children, max_size=4),
+            st.dictionaries(st.text(max_size=8), children, max_size=4),
+        ),
+        max_leaves=20,
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(value=json_values, ascii_only=st.booleans())
+    def test_same_text_as_encode(self, value: object, ascii_only: bool) -> None:
+        from pythonjsonlogger.json import JsonEncoder
+
+        from genesis_logging.formatter import one_shot
+
+        encoder = JsonEncoder(ensure_ascii=ascii_only)
+        assert one_shot(encoder)(value) == encoder.encode(value)
+
+    def test_the_public_way_where_the_c_encoder_is_missing(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from genesis_logging.formatter import one_shot
+
+        monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+        encoder = json.JSONEncoder()
+        assert one_shot(encoder) == encoder.encode
+        indented = json.JSONEncoder(indent=2)
+        assert one_shot(indented) == indented.encode
+
+    def test_a_non_json_value_still_goes_through_default(self) -> None:
+        import datetime
+
+        formatter = GenesisJsonFormatter()
+        line = formatter.jsonify_log_record({"when": datetime.date(2026, 11, 28)})
+        assert json.loads(line) == {"when": "2026-11-28"}
