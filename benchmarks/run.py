@@ -1,8 +1,10 @@
-"""Where genesis-logging stands: caller overhead, delivery throughput, memory, formatter cost.
+"""genesis-logging against a real server: delivery, a naive handler, memory under an outage,
+batch size and flush interval.
 
-Runs every benchmark of the handler and the formatter, then ``hot_path.py`` (the profile
-before and after the hot-path optimisation). ``schema_profiles.py`` (chDB, 5 M rows) is
-separate: it measures the table, not the logging.
+Caller cost, null-sink throughput, the console formatter and delivery beside the peers
+are ``peers.py``'s (the README's and ``docs/performance.md``'s tables come from it). This
+one then runs ``hot_path.py`` (the profile before and after the hot-path optimisation).
+``schema_profiles.py`` (chDB, 5 M rows) is separate: it measures the table, not the logging.
 
 One command, against a real ClickHouse server the benchmark starts itself (Debian's
 clickhouse-server, as in the tests):
@@ -10,35 +12,30 @@ clickhouse-server, as in the tests):
     python benchmarks/run.py                 # everything, prints a table, writes results/latest.json
     python benchmarks/run.py --quick         # fewer records and rounds
 
-Ratios are medians of repeated *paired* runs (both sides measured back to back in the same
-round), so machine noise hits both sides alike; absolute times are reported, never asserted.
+The delivery ratio is the median of rounds in which ours and the ceiling run back to back,
+so machine noise hits both alike; absolute times are reported, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
 import platform
-import queue
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from logging.handlers import QueueHandler
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pythonjsonlogger.json import JsonFormatter  # noqa: E402
 
-from genesis_logging import ClickHouseHandler, GenesisJsonFormatter  # noqa: E402
+from genesis_logging import ClickHouseHandler  # noqa: E402
 from genesis_logging.transport import ClickHouseInserter  # noqa: E402
 from tests.clickhouse_server import LocalServer, Target, find_server_binary  # noqa: E402
 
@@ -60,33 +57,6 @@ def quiet_logger(name: str, handler: logging.Handler) -> logging.Logger:
     return logger
 
 
-def per_call(fn: Callable[[], None], n: int) -> float:
-    """Microseconds per call of ``fn`` over ``n`` calls."""
-    gc.collect()
-    started = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - started) / n * 1e6
-
-
-def paired(a: Callable[[], float], b: Callable[[], float], rounds: int) -> dict[str, Any]:
-    """Run a and b back to back ``rounds`` times; the ratio a/b per round, summarised."""
-    pairs = []
-    for i in range(rounds):
-        first, second = (a, b) if i % 2 == 0 else (b, a)  # alternate who goes first
-        x, y = first(), second()
-        pairs.append((x, y) if i % 2 == 0 else (y, x))
-    ratios = sorted(x / y for x, y in pairs)
-    return {
-        "a_median": statistics.median(x for x, _ in pairs),
-        "b_median": statistics.median(y for _, y in pairs),
-        "ratio_median": statistics.median(ratios),
-        "ratio_min": ratios[0],
-        "ratio_max": ratios[-1],
-        "rounds": rounds,
-    }
-
-
 def sample_record() -> logging.LogRecord:
     record = logging.LogRecord(
         "svc.worker", logging.INFO, "/src/w.py", 7, "task %s done", ("T01",), None
@@ -96,33 +66,6 @@ def sample_record() -> logging.LogRecord:
 
 
 # -- 1. caller overhead ----------------------------------------------------------------------
-
-
-def caller_overhead(target: Target, rounds: int, calls: int) -> dict[str, Any]:
-    target.create_logs_table("bench", "caller")
-    handler = ClickHouseHandler(url=target.url("bench"), table="caller", queue_size=10_000_000)
-    ours = quiet_logger("bench.caller.ours", handler)
-    floor_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    floor = quiet_logger("bench.caller.floor", QueueHandler(floor_queue))
-    ours.info("warm up the worker", extra=EXTRA)
-    handler.drain(30)
-
-    def run_ours() -> float:
-        return per_call(lambda: ours.info("task %s done", "T01", extra=EXTRA), calls)
-
-    def run_floor() -> float:
-        value = per_call(lambda: floor.info("task %s done", "T01", extra=EXTRA), calls)
-        while not floor_queue.empty():
-            floor_queue.get_nowait()
-        return value
-
-    result = paired(run_ours, run_floor, rounds)
-    handler.close()
-    return {
-        "us_per_call_ours": result["a_median"],
-        "us_per_call_queuehandler": result["b_median"],
-        **result,
-    }
 
 
 # -- 2. delivery throughput -------------------------------------------------------------------
@@ -274,24 +217,6 @@ def memory(server: LocalServer, target: Target, records: int, with_spool: bool) 
 # -- 4. console formatter -----------------------------------------------------------------------
 
 
-def formatter_cost(rounds: int, calls: int) -> dict[str, Any]:
-    ours, plain = GenesisJsonFormatter(), JsonFormatter()
-    record = sample_record()
-    result = paired(
-        lambda: per_call(lambda: ours.format(record), calls),
-        lambda: per_call(lambda: plain.format(record), calls),
-        rounds,
-    )
-    return {
-        "us_per_record_genesis": result["a_median"],
-        "us_per_record_plain": result["b_median"],
-        **result,
-    }
-
-
-# -- 5. batch size and flush interval -----------------------------------------------------------
-
-
 def sweep(target: Target, records: int) -> list[dict[str, Any]]:
     rows = []
     for batch_size in (100, 1000, 10_000):
@@ -362,10 +287,6 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
     }
     try:
-        print("formatter ...", flush=True)
-        results["formatter"] = formatter_cost(rounds=9, calls=20_000 // scale)
-        print("caller overhead ...", flush=True)
-        results["caller_overhead"] = caller_overhead(target, rounds=9, calls=20_000 // scale)
         print("delivery throughput ...", flush=True)
         results["delivery"] = delivery(target, records=200_000 // scale, rounds=3)
         results["naive"] = naive_factor(target, records=2000 // scale)
@@ -389,15 +310,9 @@ def main() -> None:
 
 
 def report(r: dict[str, Any]) -> None:
-    f, c, d = r["formatter"], r["caller_overhead"], r["delivery"]
+    d = r["delivery"]
     print()
     print(f"{'measure':<44} {'ours':>12} {'reference':>12} {'ratio (min..max)':>22} {'target':>8}")
-    print(
-        f"{'console formatter, us/record (vs plain)':<44} {f['a_median']:>12.2f} {f['b_median']:>12.2f} {f['ratio_median']:>8.2f} ({f['ratio_min']:.2f}..{f['ratio_max']:.2f}) {'<= 1.2':>8}"
-    )
-    print(
-        f"{'caller overhead, us/call (vs QueueHandler)':<44} {c['a_median']:>12.2f} {c['b_median']:>12.2f} {c['ratio_median']:>8.2f} ({c['ratio_min']:.2f}..{c['ratio_max']:.2f}) {'<= 0.9':>8}"
-    )
     print(
         f"{'delivery, records/s (vs ceiling)':<44} {d['records_per_s_ours']:>12.0f} {d['records_per_s_ceiling']:>12.0f} {d['ratio_median']:>8.2f} ({d['ratio_min']:.2f}..{d['ratio_max']:.2f}) {'>= 0.7':>8}"
     )
