@@ -1,5 +1,6 @@
-"""Today's ClickHouse reads what we send: the insert's Native block, as clickhouse-driver
-writes it for the socket, read by chDB (ClickHouse 26) into each profile's table.
+"""Today's ClickHouse reads what we send: the insert's Native block — the handler's columns
+(``ColumnBuilder``), as clickhouse-driver writes them for the socket — read by chDB
+(ClickHouse 26) into each profile's table, equal to today's conversion of each record.
 
 No current server runs on these machines; the block writer is the driver's own
 (``BlockOutputStream`` over its ``BufferedSocketWriter``), with a socket that collects
@@ -22,6 +23,7 @@ from clickhouse_driver.connection import ServerInfo
 from clickhouse_driver.streams.native import BlockOutputStream
 
 from genesis_logging._codec import RecordConverter, Row
+from genesis_logging._columns import ColumnBlock, ColumnBuilder
 from genesis_logging.ddl import create_database_sql, create_table_sql
 from genesis_logging.schema import FIELDS_BY_NAME
 from genesis_logging.settings import ConnectionSettings
@@ -65,18 +67,24 @@ def table_ddl(profile: str, table: str) -> str:
     return create_table_sql("wire", table, profile=profile, ttl_days=KEEP)
 
 
-def hostile_rows() -> list[Row]:
+def hostile_batch() -> tuple[ColumnBlock, list[Row]]:
+    """What the handler sends for hostile records (captured, then columns in the worker),
+    and what today's one-pass conversion makes of them."""
     converter = RecordConverter(max_field_chars=2 * 1024 * 1024)
     logger = logging.getLogger("wire")
 
-    def row(msg: str, created: float, **extra: Any) -> Row:
+    def row(msg: str, created: float, **extra: Any) -> logging.LogRecord:
         record = logger.makeRecord(
             "wire.ü", logging.ERROR, __file__, 1, msg, None, None, extra=extra
         )
         record.created = created
-        return converter.from_snapshot(converter.capture(record))
+        return record
 
-    return [
+    ordinary = [
+        row(f"ordinary {i}", 1_764_078_555.5 + i, spec_id="spec_001", iteration=3, topic="t")
+        for i in range(3)
+    ]  # the columns' fast path, beside the records that need rules
+    hostile = [
         row(
             "ünïcödé ✓ 🚀 \u2028 line separator", 1_764_078_555.123, spec_id="spec_ü", iteration=1
         ),
@@ -86,6 +94,10 @@ def hostile_rows() -> list[Row]:
         row("out of range", -2_208_988_800.0, iteration=2**40, exit_code="abc", duration_ms=-5),
         row("before the epoch", -86_400.5, sprint_id="S030", task_id="T01", version="1.2"),
     ]
+    records = ordinary + hostile
+    block = ColumnBuilder(converter).build([converter.capture(r) for r in records])
+    reference = RecordConverter(max_field_chars=2 * 1024 * 1024)
+    return block, [reference.convert(r) for r in records]
 
 
 def expected(row: Row, name: str, column_type: str) -> Any:
@@ -107,9 +119,9 @@ def test_chdb_reads_the_drivers_block(chdb_session: Any, tmp_path: Path, profile
     described = [json.loads(line)[:2] for line in str(answer).splitlines()]
     inserter = ClickHouseInserter(ConnectionSettings(database="wire"), table)
     inserter.learn(described)  # as on connecting: the plan comes from the table
-    rows = hostile_rows()
+    block, rows = hostile_batch()
     path = tmp_path / "block.native"
-    path.write_bytes(native_block(inserter.column_types, inserter.to_columns(rows)))
+    path.write_bytes(native_block(inserter.column_types, inserter.to_columns(block)))
 
     names = ", ".join(inserter.columns)
     chdb_session.query(
