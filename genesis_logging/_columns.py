@@ -56,14 +56,22 @@ class ColumnBlock(Sequence[Row]):
     """A batch held column-wise: what the inserter sends, and rows on demand.
 
     Rows (for the spool, a user's inserter, a refused record) are made only when asked
-    for; a slice is a block of the same columns' slices (bisection of refused rows).
+    for, with the fields the record had (an integer column holds 0 where none was given;
+    ``unset`` says where); a slice is a block of the same columns' slices (bisection of
+    refused rows).
     """
 
-    __slots__ = ("_columns", "_length")
+    __slots__ = ("_columns", "_length", "_unset")
 
-    def __init__(self, columns: dict[str, list[Any]], length: int) -> None:
+    def __init__(
+        self,
+        columns: dict[str, list[Any]],
+        length: int,
+        unset: dict[str, set[int] | range] | None = None,
+    ) -> None:
         self._columns = columns
         self._length = length
+        self._unset = unset or {}
 
     def column(self, name: str) -> list[Any]:
         """The values of field ``name``, one per record."""
@@ -81,13 +89,22 @@ class ColumnBlock(Sequence[Row]):
     def __getitem__(self, index: int | slice) -> Row | ColumnBlock:
         if isinstance(index, slice):
             columns = {name: values[index] for name, values in self._columns.items()}
-            return ColumnBlock(columns, len(range(*index.indices(self._length))))
+            positions = range(*index.indices(self._length))
+            unset: dict[str, set[int] | range] = {
+                name: {new for new, old in enumerate(positions) if old in where}
+                for name, where in self._unset.items()
+            }
+            return ColumnBlock(columns, len(positions), unset)
         if not -self._length <= index < self._length:
             raise IndexError("record index out of range")
+        index %= self._length
         row: Row = {}
         for name, values in self._columns.items():
             value = values[index]
-            if value != "" and value != _NO_VALUES:  # as a row leaves empty fields out
+            if value == "" or value == _NO_VALUES:  # as a row leaves empty fields out
+                continue
+            where = self._unset.get(name)
+            if where is None or index not in where:
                 row[name] = dict(value) if type(value) is dict else value
         return row
 
@@ -132,14 +149,23 @@ class ColumnBuilder:
             "logger": _texts(names, limit, slow),
             "exception": _texts(exceptions, limit, slow),
         }
-        self._fields(columns, merged, keys, limit, slow)
+        unset = self._fields(columns, merged, keys, limit, slow)
         columns["attributes"] = _attributes(merged, keys, limit, slow)
         for index in slow:
             row = self.converter.from_snapshot(snapshots[index])
             for name, values in columns.items():
                 values[index] = row.get(name, _DEFAULTS[name])
+            for name, where in list(unset.items()):
+                given = name in row
+                if given is (index in where):  # the rules saw it otherwise
+                    changed = set(where)
+                    if given:
+                        changed.discard(index)
+                    else:
+                        changed.add(index)
+                    unset[name] = changed
         ordered = {field.name: columns[field.name] for field in FIELDS}
-        return ColumnBlock(ordered, count)
+        return ColumnBlock(ordered, count, unset)
 
     def _fields(
         self,
@@ -148,8 +174,9 @@ class ColumnBuilder:
         keys: set[Any],
         limit: int,
         slow: set[int],
-    ) -> None:
-        """The settable fields: from the merged values, else the default."""
+    ) -> dict[str, set[int] | range]:
+        """The settable fields: from the merged values, else the default. Returns, for
+        each integer field, the records that gave it no value."""
         converter = self.converter
         configured = {"service": converter.service, "version": converter.version}
         count = len(merged)
@@ -172,18 +199,24 @@ class ColumnBuilder:
                 ]
                 _mark(raw, slow)
             columns[name] = raw
+        unset: dict[str, set[int] | range] = {}
         for name, low, high in _INT_FIELDS:
             if name not in keys:
                 columns[name] = [0] * count
+                unset[name] = range(count)
                 continue
             raw = list(map(methodcaller("get", name, _MISSING), merged))
             if not (_INT_ONLY.issuperset(map(type, raw)) and low <= min(raw) and max(raw) <= high):
+                unset[name] = {i for i, v in enumerate(raw) if v is _MISSING}
                 raw = [
                     v if type(v) is int and low <= v <= high else (0 if v is _MISSING else _SLOW)
                     for v in raw
                 ]
                 _mark(raw, slow)
+            else:
+                unset[name] = set()
             columns[name] = raw
+        return unset
 
 
 def _merge(
