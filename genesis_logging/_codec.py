@@ -25,6 +25,8 @@ from .schema import DEFAULT_SERVICE, FIELDS, SETTABLE_FIELDS, Kind
 
 __all__ = [
     "DEFAULT_MAX_FIELD_CHARS",
+    "EARLIEST",
+    "LATEST",
     "STANDARD_RECORD_ATTRIBUTES",
     "RecordConverter",
     "Row",
@@ -52,9 +54,9 @@ _STANDARD_COUNT: Final = len(logging.LogRecord("", 0, "", 0, "", None, None).__d
 _SETTABLE: Final = {name: (f, f.bounds) for name, f in SETTABLE_FIELDS.items()}
 
 _MARKER_ROOM: Final = 80  # characters reserved for the truncation marker
-# DateTime64's range: 1900-01-01 to 2299-12-31 (seconds since the epoch).
-_EARLIEST: Final = -2_208_988_800.0
-_LATEST: Final = 10_413_791_999.0
+#: ``record.created`` a table can hold: DateTime64's 1900-01-01 to 2299-12-31, in seconds.
+EARLIEST: Final = -2_208_988_800.0
+LATEST: Final = 10_413_791_999.0
 
 #: Default longest text of one field (characters): large enough for a 1 MB stdout.
 DEFAULT_MAX_FIELD_CHARS: Final = 4 * 1024 * 1024
@@ -299,10 +301,10 @@ class RecordConverter:
     def _timestamp(self, created: object, attributes: dict[str, str]) -> int:
         """Milliseconds of ``record.created``; a value no table can hold (NaN, infinity,
         nanoseconds by mistake) becomes now, and the original is kept in ``attributes``."""
-        if type(created) is float and _EARLIEST <= created <= _LATEST:  # NaN compares false
+        if type(created) is float and EARLIEST <= created <= LATEST:  # NaN compares false
             return round(created * 1000)
         number = isinstance(created, (int, float)) and not isinstance(created, bool)
-        if number and _EARLIEST <= created <= _LATEST:  # type: ignore[operator]
+        if number and EARLIEST <= created <= LATEST:  # type: ignore[operator]
             return round(created * 1000)  # type: ignore[operator]
         self._count_coercion()
         attributes["created.original"] = safe_repr(created)

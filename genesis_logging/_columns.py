@@ -17,7 +17,7 @@ from itertools import chain
 from operator import methodcaller
 from typing import Any, Final, overload
 
-from ._codec import RecordConverter, Row, Snapshot
+from ._codec import EARLIEST, LATEST, RecordConverter, Row, Snapshot
 from ._values import clean_text, to_attribute
 from .schema import FIELDS, SETTABLE_FIELDS, Kind
 
@@ -32,9 +32,6 @@ _INT_FIELDS: Final = tuple(
     (name, *field.bounds) for name, field in SETTABLE_FIELDS.items() if field.bounds is not None
 )
 _LEVELS: Final = {name: name.lower() for name in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")}
-# DateTime64's range: 1900-01-01 to 2299-12-31 (seconds since the epoch), as in _codec.
-_EARLIEST: Final = -2_208_988_800.0
-_LATEST: Final = 10_413_791_999.0
 _NO_VALUES: Final[dict[str, Any]] = {}  # shared, never written to
 _STR_ONLY: Final = frozenset({str})
 _INT_ONLY: Final = frozenset({int})
@@ -267,13 +264,12 @@ def _timestamps(created: Sequence[Any], slow: set[int]) -> list[Any]:
     if (
         _FLOAT_ONLY.issuperset(map(type, created))
         and math.isfinite(sum(created))  # no NaN, which min() and max() would pass over
-        and min(created) >= _EARLIEST
-        and max(created) <= _LATEST
+        and min(created) >= EARLIEST
+        and max(created) <= LATEST
     ):
         return list(map(round, map(_THOUSAND.__rmul__, created)))
     column = [
-        round(c * 1000) if type(c) is float and _EARLIEST <= c <= _LATEST else _SLOW
-        for c in created
+        round(c * 1000) if type(c) is float and EARLIEST <= c <= LATEST else _SLOW for c in created
     ]
     _mark(column, slow)
     return column
