@@ -11,6 +11,7 @@ put in place. ``tests/test_columns.py`` proves both give the same columns.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from itertools import chain
@@ -143,7 +144,7 @@ class ColumnBuilder:
             "timestamp": _timestamps(created, slow),
             "level": _levels(levels, limit, slow),
             "message": _texts(messages, limit, slow),
-            "logger": _texts(names, limit, slow),
+            "logger": _texts(names, limit, slow, repeated=True),
             "exception": _texts(exceptions, limit, slow),
         }
         unset = self._fields(columns, merged, keys, limit, slow)
@@ -187,7 +188,7 @@ class ColumnBuilder:
                     slow.update(range(count))
                 continue
             raw = list(map(methodcaller("get", name, _MISSING), merged))
-            if not _all_texts(raw, limit):
+            if not _all_texts(raw, limit, repeated=True):
                 raw = [
                     (v if v.isascii() else clean_text(v))
                     if type(v) is str and len(v) <= limit
@@ -234,8 +235,15 @@ def _mark(column: list[Any], slow: set[int]) -> None:
         slow.update(i for i, value in enumerate(column) if value is _SLOW)
 
 
-def _all_texts(values: Sequence[Any], limit: int) -> bool:
-    """Whether every value is a ``str`` within the limit, UTF-8 encodable as it is."""
+def _all_texts(values: Sequence[Any], limit: int, *, repeated: bool = False) -> bool:
+    """Whether every value is a ``str`` within the limit, UTF-8 encodable as it is.
+
+    With ``repeated`` (a logger name, a spec id: few distinct values in a batch), only the
+    distinct values are looked at.
+    """
+    if repeated:
+        with contextlib.suppress(TypeError):  # unhashable (converted at call time): all
+            values = list(set(values))
     if not _STR_ONLY.issuperset(map(type, values)) or max(map(len, values)) > limit:
         return False
     text = "".join(values)
@@ -248,8 +256,10 @@ def _all_texts(values: Sequence[Any], limit: int) -> bool:
     return True
 
 
-def _texts(values: Sequence[Any], limit: int, slow: set[int]) -> list[Any]:
-    if _all_texts(values, limit):
+def _texts(
+    values: Sequence[Any], limit: int, slow: set[int], *, repeated: bool = False
+) -> list[Any]:
+    if _all_texts(values, limit, repeated=repeated):
         return list(values)
     column = [
         (v if v.isascii() else clean_text(v)) if type(v) is str and len(v) <= limit else _SLOW
@@ -322,7 +332,7 @@ def _attributes(
     columns = []
     for name in names:
         raw = list(map(methodcaller("get", name, _MISSING), merged))
-        if not _all_texts(raw, limit):
+        if not _all_texts(raw, limit, repeated=True):
             raw = [
                 v if type(v) is str and v.isascii() and len(v) <= limit else _attribute(v, limit)
                 for v in raw
