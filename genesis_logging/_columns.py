@@ -132,10 +132,13 @@ class ColumnBuilder:
         )
         slow: set[int] = set() if all(plain) else {i for i, p in enumerate(plain) if not p}
         limit = self.converter.max_field_chars
-        merged = [
-            (_NO_VALUES if e is None else e) if c is None and p is None else _merge(c, p, e)
-            for c, p, e in zip(contexts, pinos, extras, strict=True)
-        ]
+        if contexts.count(None) == count and pinos.count(None) == count:  # extra= only
+            merged = [_NO_VALUES if e is None else e for e in extras]
+        else:
+            merged = [
+                (_NO_VALUES if e is None else e) if c is None and p is None else _merge(c, p, e)
+                for c, p, e in zip(contexts, pinos, extras, strict=True)
+            ]
         keys: set[Any] = set().union(*merged)
         odd = {k for k in keys if type(k) is not str or not k.isascii() or k == "attributes"}
         if odd:  # a key to clean, or an ``attributes`` mapping to unpack
