@@ -72,7 +72,8 @@ class ColumnBlock(Sequence[Row]):
         self._unset = unset or {}
 
     def column(self, name: str) -> list[Any]:
-        """The values of field ``name``, one per record."""
+        """The values of field ``name``, one per record, as they are sent: read-only (an
+        empty ``attributes`` is one shared dict)."""
         return self._columns[name]
 
     def __len__(self) -> int:
