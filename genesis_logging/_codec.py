@@ -172,7 +172,7 @@ class RecordConverter:
         are not immutable (``str``, ``int``, ``float``, ``bool``, ``None``) are converted
         now, so a later mutation by the caller cannot change the record. No coercion, no
         cleaning and no per-record dict beyond the copy of ``extra=``: that waits for the
-        worker (:mod:`._columns`, or :meth:`from_snapshot`). Never raises.
+        worker (:mod:`._columns`, or :meth:`from_snapshot`).
         """
         problems: dict[str, str] | None = None
         plain = True  # nothing converted now: the worker's columns may take values as they are
