@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from itertools import islice
 from typing import Any, Final, NamedTuple, TypeAlias
@@ -32,7 +32,9 @@ __all__ = [
     "Row",
     "RowValue",
     "Snapshot",
+    "compact_json",
     "format_timestamp",
+    "one_shot",
     "row_from_json_line",
     "row_from_json_object",
     "row_to_json_line",
@@ -390,6 +392,53 @@ class RecordConverter:
 
 # -- row <-> JSON ---------------------------------------------------------------------------
 
+_PROBE: Final = {"text": 'ação \u2028 "q"', "n": -3, "map": {"k": "v"}, "empty": {}}
+
+
+def one_shot(encoder: json.JSONEncoder) -> Callable[[Any], str]:
+    """``encoder.encode``, without rebuilding the C encoder for every call.
+
+    ``JSONEncoder.iterencode`` makes a C encoder from its settings on each call (half the
+    cost of encoding a log line); this makes it once, with the same arguments (no
+    circular-reference markers: a log line is a flat object). Where that C encoder is not
+    there or answers differently from ``encode`` on a probe, ``encode`` itself is used.
+    The console formatter, the JSON lines and old servers' ``attributes`` use it.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None or encoder.indent is not None:
+        return encoder.encode
+    strings = (
+        json.encoder.encode_basestring_ascii
+        if encoder.ensure_ascii
+        else json.encoder.encode_basestring
+    )
+    try:
+        chunks = make(
+            None,
+            encoder.default,
+            strings,
+            None,
+            encoder.key_separator,
+            encoder.item_separator,
+            encoder.sort_keys,
+            encoder.skipkeys,
+            encoder.allow_nan,
+        )
+
+        def encode(value: Any) -> str:
+            return "".join(chunks(value, 0))
+
+        if encode(_PROBE) == encoder.encode(_PROBE):
+            return encode
+    except Exception:  # another Python's private signature: the public way
+        pass
+    return encoder.encode
+
+
+#: Compact UTF-8 JSON (``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``).
+compact_json: Final = one_shot(json.JSONEncoder(ensure_ascii=False, separators=(",", ":")))
+
+
 _last_second: tuple[int, str] = (-1, "")
 
 
@@ -437,7 +486,7 @@ def row_from_json_object(data: dict[str, Any]) -> Row:
 
 def row_to_json_line(row: Row) -> str:
     """One ``JSONEachRow`` line (UTF-8 text, newline included) for storage."""
-    return json.dumps(row_to_json_object(row), ensure_ascii=False, separators=(",", ":")) + "\n"
+    return compact_json(row_to_json_object(row)) + "\n"
 
 
 def row_from_json_line(line: str) -> Row:

@@ -4,60 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from ._codec import DEFAULT_MAX_FIELD_CHARS, RecordConverter, row_to_json_object
+from ._codec import DEFAULT_MAX_FIELD_CHARS, RecordConverter, one_shot, row_to_json_object
 
 __all__ = ["GenesisJsonFormatter"]
 
 # Characters that JSON leaves raw but some readers (str.splitlines, JavaScript) treat as
 # line breaks; escaping them keeps every record on exactly one line for every reader.
 _LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
-
-
-_PROBE: Final = {"text": 'ação \u2028 "q"', "n": -3, "map": {"k": "v"}, "empty": {}}
-
-
-def one_shot(encoder: json.JSONEncoder) -> Callable[[Any], str]:
-    """``encoder.encode``, without rebuilding the C encoder for every call.
-
-    ``JSONEncoder.iterencode`` makes a C encoder from its settings on each call (half the
-    cost of encoding a log line); this makes it once, with the same arguments (no
-    circular-reference markers: a log line is a flat object). Where that C encoder is not
-    there or answers differently from ``encode`` on a probe, ``encode`` itself is used.
-    """
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None or encoder.indent is not None:
-        return encoder.encode
-    strings = (
-        json.encoder.encode_basestring_ascii
-        if encoder.ensure_ascii
-        else json.encoder.encode_basestring
-    )
-    try:
-        chunks = make(
-            None,
-            encoder.default,
-            strings,
-            None,
-            encoder.key_separator,
-            encoder.item_separator,
-            encoder.sort_keys,
-            encoder.skipkeys,
-            encoder.allow_nan,
-        )
-
-        def encode(value: Any) -> str:
-            return "".join(chunks(value, 0))
-
-        if encode(_PROBE) == encoder.encode(_PROBE):
-            return encode
-    except Exception:  # another Python's private signature: the public way
-        pass
-    return encoder.encode
 
 
 class GenesisJsonFormatter(JsonFormatter):

@@ -7,7 +7,6 @@ users may pass any object following :class:`Inserter` to the handler instead.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import re
 import time
@@ -16,7 +15,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 from clickhouse_driver import errors
 
-from ._codec import Row, RowValue
+from ._codec import Row, RowValue, compact_json
 from ._columns import ColumnBlock
 from ._faults import is_row_error
 from .ddl import quote_identifier
@@ -73,10 +72,7 @@ def _adapter(field: Field, clickhouse_type: str) -> ColumnAdapter | None:
     if field.kind is Kind.STRING_MAP and base == "String":
         # A String column for a map (old servers have no Map type): JSON text.
         # Compact: ClickHouse's visitParam* functions read keys without spaces only.
-        return lambda values: [
-            v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, separators=(",", ":"))
-            for v in values
-        ]
+        return lambda values: [v if isinstance(v, str) else compact_json(v) for v in values]
     return None
 
 

@@ -360,15 +360,16 @@ class TestOneShotEncoder:
     def test_same_text_as_encode(self, value: object, ascii_only: bool) -> None:
         from pythonjsonlogger.json import JsonEncoder
 
-        from genesis_logging.formatter import one_shot
+        from genesis_logging._codec import compact_json, one_shot
 
         encoder = JsonEncoder(ensure_ascii=ascii_only)
         assert one_shot(encoder)(value) == encoder.encode(value)
+        assert compact_json(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
     def test_the_public_way_where_the_c_encoder_is_missing(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from genesis_logging.formatter import one_shot
+        from genesis_logging._codec import one_shot
 
         monkeypatch.setattr(json.encoder, "c_make_encoder", None)
         encoder = json.JSONEncoder()
