@@ -198,10 +198,7 @@ class ClickHouseHandler(logging.Handler):
                 self._pipeline.drop("recursion")
             return
         try:
-            try:
-                self._pipeline.submit(self._capture(record))
-            except Exception:
-                self.handleError(record)
+            self.submit_deferred(record)
             if _guard.pending():
                 self._submit_set_aside()
         finally:
@@ -219,9 +216,17 @@ class ClickHouseHandler(logging.Handler):
             owner.discard_deferred(later)  # a __repr__ that logs every time it is called
 
     def submit_deferred(self, record: logging.LogRecord) -> None:
-        """Capture and queue ``record``; errors go to ``handleError``."""
+        """Capture and queue ``record``; errors go to ``handleError``, and a record that
+        cannot even be captured (a mapping whose ``items()`` raises) is counted as
+        dropped (``capture_failed``)."""
         try:
-            self._pipeline.submit(self.converter.capture(record))
+            snapshot = self._capture(record)
+        except Exception:
+            self._pipeline.drop("capture_failed")
+            self.handleError(record)
+            return
+        try:
+            self._pipeline.submit(snapshot)
         except Exception:
             self.handleError(record)
 

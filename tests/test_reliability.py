@@ -260,6 +260,41 @@ class TestHostileTimestamps:
         assert hostile["attributes"]["created.original"] == repr(created)
 
 
+class TestUncapturableRecord:
+    """A record that cannot even be captured (a mapping that raises) is counted, never lost
+    silently, and costs no other record."""
+
+    def test_counted_as_capture_failed(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from collections.abc import Iterator, Mapping
+
+        class Hostile(Mapping[str, object]):
+            def __getitem__(self, key: str) -> object:
+                raise RuntimeError("no")
+
+            def __iter__(self) -> Iterator[str]:
+                raise RuntimeError("no")
+
+            def __len__(self) -> int:
+                return 1
+
+        fake = FakeInserter()
+        handler = ClickHouseHandler(inserter=fake, flush_interval=60)
+        errors: list[object] = []
+        monkeypatch.setattr(handler, "handleError", errors.append)
+        logger = logging_to(handler)
+        logger.info("before")
+        logger.info(Hostile())  # pino style: the mapping is the message
+        logger.info("after")
+        assert handler.drain(10)
+        stats = handler.stats()
+        handler.close()
+        assert len(errors) == 1
+        assert stats["dropped"] == {"capture_failed": 1}
+        assert stats["emitted"] == 3
+        assert stats["sent"] == 2
+        assert [row["message"] for batch in fake.batches for row in batch] == ["before", "after"]
+
+
 def logging_to(handler: Any) -> Any:
     import logging
 
