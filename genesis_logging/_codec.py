@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_MAX_FIELD_CHARS",
     "EARLIEST",
     "LATEST",
+    "LEVELS",
     "STANDARD_RECORD_ATTRIBUTES",
     "RecordConverter",
     "Row",
@@ -66,7 +67,8 @@ DEFAULT_MAX_FIELD_CHARS: Final = 4 * 1024 * 1024
 
 _IMMUTABLE: Final = frozenset({str, int, float, bool, type(None)})
 _STR_ONLY: Final = frozenset({str})
-_LEVELS: Final = (
+#: Level name -> the ``level`` field (lower case), for the stdlib's names.
+LEVELS: Final = (
     {name: name.lower() for name in logging.getLevelNamesMapping()}
     if hasattr(logging, "getLevelNamesMapping")
     else {name: name.lower() for name in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")}
@@ -274,7 +276,7 @@ class RecordConverter:
         message: str,
         attributes: dict[str, str],
     ) -> Row:
-        level = _LEVELS.get(levelname) if type(levelname) is str else None
+        level = LEVELS.get(levelname) if type(levelname) is str else None
         row: Row = {
             "timestamp": self._timestamp(created, attributes),
             "level": level or safe_str(levelname).lower(),

@@ -18,7 +18,7 @@ from itertools import chain
 from operator import methodcaller
 from typing import Any, Final, overload
 
-from ._codec import EARLIEST, LATEST, RecordConverter, Row, Snapshot
+from ._codec import EARLIEST, LATEST, LEVELS, RecordConverter, Row, Snapshot
 from ._values import clean_text, to_attribute
 from .schema import FIELDS, SETTABLE_FIELDS, Kind
 
@@ -32,7 +32,6 @@ _STRING_FIELDS: Final = tuple(
 _INT_FIELDS: Final = tuple(
     (name, *field.bounds) for name, field in SETTABLE_FIELDS.items() if field.bounds is not None
 )
-_LEVELS: Final = {name: name.lower() for name in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")}
 _NO_VALUES: Final[dict[str, Any]] = {}  # shared, never written to
 _STR_ONLY: Final = frozenset({str})
 _INT_ONLY: Final = frozenset({int})
@@ -158,14 +157,8 @@ class ColumnBuilder:
             for name, values in columns.items():
                 values[index] = row.get(name, _DEFAULTS[name])
             for name, where in list(unset.items()):
-                given = name in row
-                if given is (index in where):  # the rules saw it otherwise
-                    changed = set(where)
-                    if given:
-                        changed.discard(index)
-                    else:
-                        changed.add(index)
-                    unset[name] = changed
+                if (name in row) is (index in where):  # the rules saw it otherwise
+                    unset[name] = set(where) ^ {index}
         ordered = {field.name: columns[field.name] for field in FIELDS}
         return ColumnBlock(ordered, count, unset)
 
@@ -292,11 +285,11 @@ def _timestamps(created: Sequence[Any], slow: set[int]) -> list[Any]:
 def _levels(levels: Sequence[Any], limit: int, slow: set[int]) -> list[Any]:
     column: list[Any]
     if _STR_ONLY.issuperset(map(type, levels)):
-        column = list(map(_LEVELS.get, levels))
+        column = list(map(LEVELS.get, levels))
         if None not in column:
             return column
     column = [
-        (_LEVELS.get(v) or v.lower())
+        (LEVELS.get(v) or v.lower())
         if type(v) is str and v.isascii() and len(v) <= limit
         else _SLOW
         for v in levels
@@ -309,12 +302,8 @@ def _attribute(value: object, limit: int) -> object:
     """An attribute string (``_SLOW`` past the limit); ``_MISSING`` stays missing."""
     if value is _MISSING:
         return value
-    text = _int_attribute(value) if type(value) is int else to_attribute(value)
+    text = to_attribute(value)
     return text if len(text) <= limit else _SLOW
-
-
-def _int_attribute(value: int) -> str:
-    return repr(value) if -(10**15) < value < 10**15 else to_attribute(value)
 
 
 def _attributes(

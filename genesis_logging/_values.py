@@ -67,6 +67,8 @@ def to_attribute(value: object) -> str:
         return clean_text(value)
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8", "replace")
+    if type(value) is int and -(10**15) < value < 10**15:
+        return repr(value)  # JSON's spelling of an int, without building an encoder
     try:
         encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     except TypeError:
