@@ -81,24 +81,20 @@ def load_runs(
     store: Store, spec: str, *, with_code: bool = False, with_text: bool = True
 ) -> list[Run]:
     """The runs of ``spec``, oldest first (without their output when not ``with_text``)."""
-    code = ", code_snapshot" if with_code else ""
-    text = "stdout, stderr" if with_text else "'' AS stdout, '' AS stderr"
-    result = store.query(
-        f"SELECT iteration, exit_code, duration_ms, timestamp, {text}, "
-        f"{store.attribute('code_hash')} AS code_hash, "
-        f"{store.attribute('snapshot_files')} AS snapshot_files{code} "
-        f"FROM {store.logs} WHERE spec_id = {{spec:String}} AND logger = {{logger:String}} "
-        "ORDER BY iteration, timestamp",
-        {"spec": spec, "logger": RUN_LOGGER},
-    )
+    columns = ["iteration", "exit_code", "duration_ms", "timestamp"]
+    columns += ["stdout", "stderr"] if with_text else []
+    columns += ["code_snapshot"] if with_code else []
+    records = store.select(spec, RUN_LOGGER, columns, ("code_hash", "snapshot_files"))
     runs = []
-    for row in result.dicts():
+    for row in records:
         files = row.pop("snapshot_files") or "{}"
         try:
             parsed = json.loads(files)
         except ValueError:
             parsed = {}
         code = row.pop("code_snapshot", "")
+        row.setdefault("stdout", "")
+        row.setdefault("stderr", "")
         runs.append(
             Run(**row, code=code, snapshot_files=parsed if isinstance(parsed, dict) else {})
         )
@@ -108,16 +104,21 @@ def load_runs(
 def load_tests(store: Store, spec: str, *, with_text: bool = True) -> list[TestResult]:
     """The per-test records of ``spec``, oldest first (without failure text if not
     ``with_text``)."""
-    text = "stderr" if with_text else "''"
-    result = store.query(
-        f"SELECT iteration, {store.attribute('test')} AS test, "
-        f"{store.attribute('outcome')} AS outcome, {text} AS text, duration_ms, "
-        f"{store.attribute('code_hash')} AS code_hash FROM {store.logs} "
-        f"WHERE spec_id = {{spec:String}} AND logger = {{logger:String}} "
-        f"AND {store.attribute('kind')} = 'test' ORDER BY iteration, timestamp",
-        {"spec": spec, "logger": TEST_LOGGER},
+    columns = ["iteration", "duration_ms"] + (["stderr"] if with_text else [])
+    records = store.select(
+        spec, TEST_LOGGER, columns, ("test", "outcome", "code_hash"), kind="test"
     )
-    return [TestResult(**row) for row in result.dicts()]
+    return [
+        TestResult(
+            iteration=row["iteration"],
+            test=row["test"],
+            outcome=row["outcome"],
+            text=row.get("stderr", ""),
+            duration_ms=row["duration_ms"],
+            code_hash=row["code_hash"],
+        )
+        for row in records
+    ]
 
 
 # -- failures ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -28,6 +29,7 @@ __all__ = [
     "log_step",
     "read_snapshot",
     "run_and_log",
+    "split_snapshot",
 ]
 
 #: Exit code recorded when the command could not be started (as a shell reports it).
@@ -115,6 +117,28 @@ def read_snapshot(
         parts.append(block)
         size += len(block)
     return "".join(parts)[:limit]
+
+
+_FILE_HEADER: Final = re.compile(
+    r"^# ===== (.+?)(?: \(not included: snapshot limit reached\))?\n", re.MULTILINE
+)
+
+
+def split_snapshot(text: str) -> dict[str, str]:
+    """The files of a snapshot :func:`read_snapshot` made, by path, in order.
+
+    A snapshot of one file or of a literal string has no headers: it is one entry, ``""``.
+    A file left out at the limit is an entry with empty text.
+    """
+    headers = list(_FILE_HEADER.finditer(text))
+    if not headers or headers[0].start() != 0:
+        return {"": text}
+    files: dict[str, str] = {}
+    for header, following in zip(headers, [*headers[1:], None], strict=True):
+        end = following.start() if following is not None else len(text)
+        body = text[header.end() : end]
+        files[header.group(1)] = body[:-1] if body.endswith("\n") else body
+    return files
 
 
 def _snapshot_paths(source: os.PathLike[str] | Sequence[os.PathLike[str]]) -> list[Path]:

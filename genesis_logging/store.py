@@ -31,6 +31,8 @@ __all__ = [
     "Store",
     "local_log_dir",
     "prepare_mcp_data_path",
+    "select_records",
+    "spec_ids",
 ]
 
 CHDB_SUBDIR: Final = ".chdb"
@@ -105,7 +107,64 @@ class Store(Protocol):
         """The SQL expression of one key of ``attributes`` (``''`` when absent)."""
         ...
 
+    def column(self, name: str) -> str:
+        """The SQL expression of a record column (a stand-in when the table lacks it)."""
+        ...
+
+    def select(
+        self,
+        spec: str,
+        logger: str,
+        columns: Sequence[str],
+        attributes: Sequence[str] = (),
+        *,
+        kind: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The records of ``spec`` written by ``logger`` (and, when given, whose
+        ``kind`` attribute is ``kind``), oldest first by iteration then timestamp.
+
+        Each record is a dict of the named columns and attributes (``''`` for an
+        attribute the record lacks). The loop's questions go through here, so a store
+        may answer them without SQL.
+        """
+        ...
+
+    def specs(self) -> list[str]:
+        """Every ``spec_id`` the store holds, sorted."""
+        ...
+
     def close(self) -> None: ...
+
+
+def spec_ids(store: Store) -> list[str]:
+    """:meth:`Store.specs` in SQL, for any store that runs it."""
+    result = store.query(f"SELECT DISTINCT spec_id FROM {store.logs} ORDER BY spec_id")
+    return [str(row[0]) for row in result.rows if row[0]]
+
+
+def select_records(
+    store: Store,
+    spec: str,
+    logger: str,
+    columns: Sequence[str],
+    attributes: Sequence[str] = (),
+    *,
+    kind: str | None = None,
+) -> list[dict[str, Any]]:
+    """:meth:`Store.select` in SQL, for any store that runs it."""
+    selected = [f"{store.column(name)} AS {name}" for name in columns]
+    selected += [f"{store.attribute(name)} AS {name}" for name in attributes]
+    where = f"spec_id = {{spec:String}} AND {store.column('logger')} = {{logger:String}}"
+    params: dict[str, Any] = {"spec": spec, "logger": logger}
+    if kind is not None:
+        where += f" AND {store.attribute('kind')} = {{kind:String}}"
+        params["kind"] = kind
+    result = store.query(
+        f"SELECT {', '.join(selected)} FROM {store.logs} WHERE {where} "
+        "ORDER BY iteration, timestamp",
+        params,
+    )
+    return result.dicts()
 
 
 def _structure() -> str:
@@ -196,6 +255,23 @@ class LocalStore:
     def attribute(self, name: str) -> str:
         return f"attributes[{quote_string(name)}]"
 
+    def column(self, name: str) -> str:
+        return quote_identifier(name)
+
+    def select(
+        self,
+        spec: str,
+        logger: str,
+        columns: Sequence[str],
+        attributes: Sequence[str] = (),
+        *,
+        kind: str | None = None,
+    ) -> list[dict[str, Any]]:
+        return select_records(self, spec, logger, columns, attributes, kind=kind)
+
+    def specs(self) -> list[str]:
+        return spec_ids(self)
+
     def query(
         self, sql: str, params: dict[str, Any] | None = None, *, readonly: bool = False
     ) -> QueryResult:
@@ -282,6 +358,23 @@ class ServerStore:
         if self._attributes_type:
             return f"visitParamExtractString(attributes, {quote_string(name)})"
         return "''"
+
+    def column(self, name: str) -> str:
+        return quote_identifier(name)
+
+    def select(
+        self,
+        spec: str,
+        logger: str,
+        columns: Sequence[str],
+        attributes: Sequence[str] = (),
+        *,
+        kind: str | None = None,
+    ) -> list[dict[str, Any]]:
+        return select_records(self, spec, logger, columns, attributes, kind=kind)
+
+    def specs(self) -> list[str]:
+        return spec_ids(self)
 
     def close(self) -> None:
         self._client.disconnect()

@@ -21,6 +21,7 @@ __all__ = [
     "describe",
     "open_log_store",
     "query_once",
+    "require_spec",
     "show_result",
     "store_options",
 ]
@@ -76,6 +77,24 @@ def open_log_store(args: argparse.Namespace) -> Store:
         raise CommandError(str(error)) from None
     except Exception as error:
         raise CommandError(f"cannot open the log store: {describe(error)}") from None
+
+
+def require_spec(store: Store, spec: str) -> None:
+    """Raise "no runs for spec X" with the nearest known names when ``spec`` is unknown."""
+    import difflib
+
+    try:
+        known = store.specs()
+    except Exception as error:
+        raise CommandError(f"query failed on {store.name}: {describe(error)}") from None
+    if spec in known:
+        return
+    near = difflib.get_close_matches(spec, known, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(near)}?" if near else ""
+    shown = f"known specs: {', '.join(known[:10])}{' …' if len(known) > 10 else ''}"
+    raise CommandError(
+        f"no runs for spec {spec!r} in {store.name}{hint} ({shown if known else 'the store is empty'})"
+    )
 
 
 def query_once(

@@ -1,9 +1,8 @@
-"""``genesis-logging run|query|tail|show|load|mcp-config``: the TDD loop."""
+"""``genesis-logging run|query|tail|show|load``: the TDD loop."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -18,7 +17,7 @@ from genesis_logging._inserts import PartialInsertError, insert_in_chunks
 from genesis_logging.configure import setup_logging
 from genesis_logging.runner import run_and_log
 from genesis_logging.schema import FIELDS, Source
-from genesis_logging.store import LocalStoreHandler, Store, local_log_dir, prepare_mcp_data_path
+from genesis_logging.store import LocalStoreHandler, Store, local_log_dir
 from genesis_logging.transport import ClickHouseInserter
 
 from ._common import (
@@ -260,42 +259,6 @@ def cmd_load(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def cmd_mcp_config(args: argparse.Namespace, out: TextIO) -> int:
-    command = {
-        "command": "uv",
-        "args": ["run", "--with", "mcp-clickhouse", "--python", "3.12", "mcp-clickhouse"],
-    }
-    if args.local:
-        directory = local_log_dir(args.log_dir)
-        if directory is None:
-            raise CommandError("--local needs --log-dir or GENESIS_LOG_DIR")
-        directory.mkdir(parents=True, exist_ok=True)
-        data_path, prepared = prepare_mcp_data_path(directory)
-        if not prepared:
-            sys.stderr.write(
-                f"genesis-logging: {data_path} is in use by a running MCP server; "
-                "it was prepared before that server started and is left as it is\n"
-            )
-        env = {
-            "CHDB_ENABLED": "true",
-            "CHDB_DATA_PATH": str(data_path),
-            "CLICKHOUSE_ENABLED": "false",
-        }
-    else:
-        host = args.host or os.environ.get("CLICKHOUSE_HOST") or "clickhouse.example.com"
-        env = {
-            "CLICKHOUSE_HOST": host,
-            "CLICKHOUSE_PORT": str(args.port),
-            "CLICKHOUSE_USER": args.readonly_user,
-            "CLICKHOUSE_PASSWORD": "<the read-only user's password>",
-            "CLICKHOUSE_SECURE": "true" if args.port in (8443, 443) else "false",
-            "CLICKHOUSE_VERIFY": "true",
-            "CLICKHOUSE_DATABASE": "genesis",
-        }
-    out.write(json.dumps({"mcpServers": {"clickhouse": {**command, "env": env}}}, indent=2) + "\n")
-    return 0
-
-
 def add_loop_commands(commands: Any) -> None:
     """Register the loop's commands on the top-level sub-parser."""
     reads, writes = store_options(writes=False), store_options(writes=True)
@@ -340,15 +303,3 @@ def add_loop_commands(commands: Any) -> None:
     load.add_argument("--table", default="logs", help="table inside the database")
     load.add_argument("--batch-size", type=int, default=5000, help="rows per insert")
     load.set_defaults(handler=cmd_load)
-
-    mcp = commands.add_parser(
-        "mcp-config", help="client configuration for the official ClickHouse MCP server"
-    )
-    mcp.add_argument("--local", action="store_true", help="chDB mode over the local store")
-    mcp.add_argument("--log-dir", help="the local store (default: $GENESIS_LOG_DIR)")
-    mcp.add_argument(
-        "--readonly-user", default="genesis_readonly", help="the server user the assistant uses"
-    )
-    mcp.add_argument("--host", help="the server's host (default: $CLICKHOUSE_HOST)")
-    mcp.add_argument("--port", type=int, default=8443, help="the server's HTTP(S) port")
-    mcp.set_defaults(handler=cmd_mcp_config)
