@@ -6,6 +6,7 @@ OpenTelemetry's ``BatchProcessor`` plays the same part for its exporters.
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import sys
@@ -53,6 +54,23 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _close_orphans_at_exit() -> None:
+    """Close, at a normal exit, every pipeline whose owner is gone.
+
+    ``logging.shutdown()`` closes the handlers logging still knows (it keeps a weak
+    reference to each); a handler detached without ``close()`` and then collected — a
+    framework replacing ``root.handlers`` — leaves its pipeline alive in the worker thread
+    but known to nobody, and its queue would die with the daemon thread.
+    """
+    for pipeline in list(_LIVE):
+        owner = pipeline.owner
+        if owner is None or owner() is None:
+            pipeline.close()
+
+
+atexit.register(_close_orphans_at_exit)
+
+
 def _close_at_child_exit(pipeline: BatchPipeline) -> None:
     """In a ``multiprocessing`` child, close at its exit: it ends with ``os._exit``, which
     runs no ``atexit`` hook and so no ``logging.shutdown()``, but it runs finalizers."""
@@ -76,6 +94,8 @@ class BatchPipeline:
             items are rows) — the handler's snapshots become columns here.
         spool: where undeliverable rows go.
         name: the worker thread's name.
+        owner: the object that closes this pipeline (the handler); while it lives, its
+            ``close()`` is relied upon, once it is gone the pipeline is closed at exit.
     """
 
     def __init__(
@@ -88,8 +108,10 @@ class BatchPipeline:
         to_rows: Callable[[Sequence[Any]], Sequence[Row]] | None = None,
         spool: Spool | None = None,
         name: str = "genesis-logging",
+        owner: object | None = None,
     ) -> None:
         self.config = config
+        self.owner = weakref.ref(owner) if owner is not None else None
         self.reporter = reporter
         self.spool = spool
         self._reconnect = reconnect

@@ -159,6 +159,7 @@ class ClickHouseHandler(logging.Handler):
             to_rows=ColumnBuilder(self.converter).build,
             spool=spool,
             name=f"genesis-logging-{table}",
+            owner=self,
         )
 
     @property

@@ -1,0 +1,69 @@
+"""Records queued at exit are delivered (or spooled), whoever forgot to close the handler.
+
+``logging.shutdown()`` closes the handlers logging still knows; these are the ways a real
+application loses track of its handler before exit (issue 20, finding 10).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from genesis_logging.spool import Spool
+
+from .clickhouse_server import LocalServer, Target
+from .test_reliability import run_script, stored
+
+Table = tuple[Target, str, str]
+
+DETACHED = """
+    import gc
+    warnings.simplefilter("ignore")
+    from genesis_logging import ClickHouseHandler
+    handler = ClickHouseHandler(url={url!r}, table={table!r}, spool_dir={spool!r},
+                                flush_interval=60, batch_size=10_000, retry_attempts=1,
+                                shutdown_timeout=10)
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)
+    for i in range({records}):
+        logging.getLogger("app").info("r%d", i)
+    {detach}
+    gc.collect()
+"""
+
+WAYS_TO_DETACH = {
+    # a framework resets the root logger's handlers and the app keeps no reference
+    "handlers list replaced": "logging.getLogger().handlers = []; del handler",
+    # removed without close(): the handler object itself is gone
+    "removed without close": "logging.getLogger().removeHandler(handler); del handler",
+}
+
+
+class TestDetachedHandler:
+    """A handler detached without ``close()`` still delivers its queue at a normal exit."""
+
+    @pytest.mark.parametrize("detach", list(WAYS_TO_DETACH.values()), ids=list(WAYS_TO_DETACH))
+    def test_the_queue_is_delivered(self, logs_table: Table, tmp_path: Path, detach: str) -> None:
+        target, database, table = logs_table
+        body = DETACHED.format(
+            url=target.url(database), table=table, spool=None, records=500, detach=detach
+        )
+        done = run_script(tmp_path, body)
+        assert done.returncode == 0, done.stderr
+        assert stored(target, database, table) == 500
+
+    def test_with_the_server_down_the_queue_is_spooled(
+        self, local_server: LocalServer, tmp_path: Path
+    ) -> None:
+        spool_dir = tmp_path / "spool"
+        body = DETACHED.format(
+            url="clickhouse://default@127.0.0.1:1/genesis",  # nobody listens on port 1
+            table="logs",
+            spool=str(spool_dir),
+            records=500,
+            detach=WAYS_TO_DETACH["handlers list replaced"],
+        )
+        done = run_script(tmp_path, body)
+        assert done.returncode == 0, done.stderr
+        assert Spool(spool_dir).status().rows == 500
