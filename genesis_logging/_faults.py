@@ -16,7 +16,6 @@ TRANSIENT_SERVER_CODES: Final = frozenset(
         3,  # UNEXPECTED_END_OF_FILE
         32,  # ATTEMPT_TO_READ_AFTER_EOF
         159,  # TIMEOUT_EXCEEDED
-        164,  # READONLY (replica switching)
         173,  # CANNOT_ALLOCATE_MEMORY
         202,  # TOO_MANY_SIMULTANEOUS_QUERIES
         203,  # NO_FREE_CONNECTION

@@ -74,7 +74,7 @@ class BatchQueue:
         self._overflow: list[Row] = []  # ``spool`` policy: refused rows bound for disk
         self._oldest_at = 0.0  # monotonic time the queue last became non-empty
         self._in_flight: dict[str, int] = {}  # batch id -> rows, until settled
-        self._enqueued = 0  # rows ever queued (flush targets count in these)
+        self._enqueued = 0  # rows ever queued or overflowed (flush targets count in these)
         self._settled = 0  # rows of settled batches, and rows evicted from the queue
         self._flush_target = 0
         self.closing = False
@@ -130,6 +130,7 @@ class BatchQueue:
 
     def _overflow_row(self, row: Row) -> Put:
         self._counts["emitted"] += 1
+        self._enqueued += 1  # a flush waits for it too, spilled or rejoining the queue
         self._overflow.append(row)
         if len(self._overflow) < self.batch_size:
             return ACCEPTED
@@ -201,7 +202,6 @@ class BatchQueue:
             moved = self._overflow[: self.capacity - len(self._rows)]
             del self._overflow[: len(moved)]
             self._rows.extend(moved)
-            self._enqueued += len(moved)
         if self._rows:
             self._oldest_at = now
         self._progress.notify_all()  # room for blocked callers

@@ -237,7 +237,7 @@ class TestFaults:
         assert handler.stats()["retries"] == 1
         assert fake.messages == ["x"]
 
-    @pytest.mark.parametrize("code", [516, 193, 81, 60])
+    @pytest.mark.parametrize("code", [516, 193, 81, 60, 164])  # 164: READONLY user (issue 20)
     def test_permanent_errors_are_not_retried(self, fake: FakeInserter, code: int) -> None:
         fake.errors = [errors.ServerException("refused", code=code)]
         handler, logger = make(fake)

@@ -146,6 +146,34 @@ class TestBatchQueue:
         assert q.settle(spill, Outcome(spooled=2))
         assert balanced(q)
 
+    def test_a_flush_waits_for_rows_queued_behind_spilled_ones(self) -> None:
+        """Issue 20.9: spilled rows settle without having been queued; a flush target
+        counted in queued rows only was reached with the queue still full."""
+        q = queue(capacity=10, batch_size=4, policy="spool")
+        spills = [put.spill for n in range(30) if (put := q.put(row(n))).spill is not None]
+        assert len(spills) == 5  # 20 refused rows, spilled 4 at a time
+        for spill in spills:
+            assert q.settle(spill, Outcome(spooled=4))
+        target = q.mark_flush()
+        assert target is not None  # 10 rows are still queued
+        assert q.settled_rows() < target
+        while (batch := q.take(wait=False)) is not None:
+            assert q.settle(batch, Outcome(sent=len(batch.rows)))
+        assert q.settled_rows() >= target
+        assert q.snapshot()["pending"] == 0
+        assert balanced(q)
+
+    def test_rows_rejoining_from_overflow_are_waited_for_once(self) -> None:
+        q = queue(capacity=2, batch_size=2, policy="spool")
+        for n in range(3):
+            q.put(row(n))  # the third waits in overflow
+        target = q.mark_flush()
+        assert target == 3
+        while (batch := q.take(wait=False)) is not None:
+            assert q.settle(batch, Outcome(sent=len(batch.rows)))
+        assert q.settled_rows() == target
+        assert q.mark_flush() is None
+
     def test_overflow_rejoins_when_room_returns(self) -> None:
         q = queue(capacity=2, batch_size=2, policy="spool")
         for n in range(3):
