@@ -10,14 +10,17 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from ._batch import Batch, Note, Outcome
 from ._codec import Row
 from ._faults import is_transient
 from ._inserts import PartialInsertError, insert_isolating
 from ._policies import RetryPolicy
-from .spool import Spool
+from .spool import BatchTooLargeError, Spool
 from .transport import Inserter
+
+_PARTS_PER_CAP: Final = 8  # a batch over the spool cap is written in parts this small
 
 __all__ = ["Deliverer"]
 
@@ -107,6 +110,30 @@ class Deliverer:
             Note(reason, f"{len(rows)} records {where} ({_FAILURE_KINDS[reason]}): {message}")
         )
 
+    def _write_in_parts(
+        self, spool: Spool, rows: Sequence[Row], token: str, offset: int, written: list[int]
+    ) -> int:
+        """Write ``rows``; a batch larger than the cap (the queue left at ``close()``) in
+        parts of an eighth of the cap, so eviction keeps nearly a cap's worth of the newest
+        rows. Parts keep the batch identity, with their offset. Returns the rows evicted
+        to make room; adds the rows written to ``written[0]`` (a failure midway counts
+        what is on disk)."""
+        try:
+            evicted = spool.write(rows, token, offset=offset)
+        except BatchTooLargeError as too_large:
+            if len(rows) < 2:
+                raise
+            parts = min(len(rows), -(-too_large.size * _PARTS_PER_CAP // too_large.cap))
+        else:
+            written[0] += len(rows)
+            return evicted
+        step = -(-len(rows) // parts)
+        evicted = 0
+        for start in range(0, len(rows), step):
+            part = rows[start : start + step]
+            evicted += self._write_in_parts(spool, part, token, offset + start, written)
+        return evicted
+
     def spool(self, batch: Batch, reason: str) -> Outcome:
         """Put ``batch`` on disk without trying the server (overflow, shutdown, rescue)."""
         outcome = Outcome()
@@ -121,14 +148,18 @@ class Deliverer:
         if self._spool is None:
             outcome.dropped[reason] += len(rows)
             return False
+        written = [0]
         try:
-            evicted = self._spool.write(rows, token)
+            evicted = self._write_in_parts(self._spool, rows, token, 0, written)
         except OSError as error:
-            outcome.dropped["spool_failed"] += len(rows)
+            lost = len(rows) - written[0]
+            outcome.spooled += written[0]
+            outcome.spool["written_rows"] += written[0]
+            outcome.dropped["spool_failed"] += lost
             outcome.spool["write_failures"] += 1
             outcome.error = f"spool: {error}"
             outcome.notes.append(
-                Note("spool_failed", f"{len(rows)} records could not be spooled: {error}")
+                Note("spool_failed", f"{lost} records could not be spooled: {error}")
             )
             return False
         outcome.spooled += len(rows)

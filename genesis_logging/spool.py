@@ -21,7 +21,13 @@ from typing import Final
 from ._codec import Row, row_from_json_line, row_to_json_line
 from ._config import DEFAULT_SPOOL_MAX_BYTES
 
-__all__ = ["DEFAULT_SPOOL_MAX_BYTES", "Spool", "SpoolFile", "SpoolStatus"]
+__all__ = [
+    "DEFAULT_SPOOL_MAX_BYTES",
+    "BatchTooLargeError",
+    "Spool",
+    "SpoolFile",
+    "SpoolStatus",
+]
 
 _SUFFIX: Final = ".jsonl"
 _CLAIMED: Final = ".claimed-"
@@ -32,6 +38,15 @@ _NAME: Final = re.compile(
 _DEAD_DIR: Final = "dead"
 _LONGEST_DELAY: Final = 3660.0  # seconds; a due-time further ahead means the clock stepped back
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9_]")
+
+
+class BatchTooLargeError(OSError):
+    """One batch is larger than the whole spool cap: write it in smaller parts."""
+
+    def __init__(self, size: int, cap: int) -> None:
+        super().__init__(f"batch of {size} bytes exceeds the spool cap of {cap}")
+        self.size = size
+        self.cap = cap
 
 
 def destination_key(database: str, table: str) -> str:
@@ -167,11 +182,12 @@ class Spool:
 
         Raises:
             OSError: the file could not be written (read-only, disk full); nothing is
-                left behind. A batch larger than the whole cap raises too.
+                left behind. A batch larger than the whole cap raises
+                :class:`BatchTooLargeError`.
         """
         data = "".join(map(row_to_json_line, rows)).encode("utf-8")
         if len(data) > self.max_bytes:
-            raise OSError(f"batch of {len(data)} bytes exceeds the spool cap of {self.max_bytes}")
+            raise BatchTooLargeError(len(data), self.max_bytes)
         evicted = 0 if dead else self._make_room(len(data))
         directory = self.directory / _DEAD_DIR if dead else self.directory
         entry = SpoolFile(

@@ -6,13 +6,17 @@ application loses track of its handler before exit (issue 20, finding 10).
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 import pytest
 
+from genesis_logging import ClickHouseHandler, DeliveryWarning
 from genesis_logging.spool import Spool
 
 from .clickhouse_server import LocalServer, Target
+from .fakes import FakeInserter
 from .test_reliability import run_script, stored
 
 Table = tuple[Target, str, str]
@@ -20,7 +24,7 @@ Table = tuple[Target, str, str]
 DETACHED = """
     import gc
     warnings.simplefilter("ignore")
-    from genesis_logging import ClickHouseHandler
+    from genesis_logging import ClickHouseHandler, DeliveryWarning
     handler = ClickHouseHandler(url={url!r}, table={table!r}, spool_dir={spool!r},
                                 flush_interval=60, batch_size=10_000, retry_attempts=1,
                                 shutdown_timeout=10)
@@ -67,3 +71,43 @@ class TestDetachedHandler:
         done = run_script(tmp_path, body)
         assert done.returncode == 0, done.stderr
         assert Spool(spool_dir).status().rows == 500
+
+
+class TestCloseBeyondTheSpoolCap:
+    """Issue 20.5: ``close()`` with more queued than ``spool_max_bytes`` wrote the whole queue
+    as one file, which the spool refused: everything was dropped although much would fit."""
+
+    def test_the_newest_records_that_fit_are_spooled(self, tmp_path: Path) -> None:
+        fake = FakeInserter()
+        fake.always = OSError("server down")
+        spool_dir = tmp_path / "spool"
+        handler = ClickHouseHandler(
+            inserter=fake,
+            spool_dir=str(spool_dir),
+            spool_max_bytes=256 * 1024,
+            batch_size=10_000,  # never cut before close: the whole queue is left over
+            queue_size=10_000,
+            flush_interval=3600,
+            retry_attempts=1,
+            shutdown_timeout=2,
+        )
+        logger = logging.getLogger("beyond-the-cap")
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        for i in range(6_000):
+            logger.info("record %05d %s", i, "x" * 60)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DeliveryWarning)
+            handler.close()
+        assert any("oldest spooled records evicted" in str(w.message) for w in caught)
+        stats = handler.stats()
+        status = Spool(spool_dir).status()
+        assert "spool_failed" not in stats["dropped"], stats
+        assert status.rows > 1_000  # roughly 2 000 of these records fit in 256 KiB
+        assert status.bytes <= 256 * 1024
+        assert stats["spooled"] == 6_000
+        assert stats["spool"]["evicted_rows"] == 6_000 - status.rows
+        spooled = "".join(path.read_text() for path in spool_dir.glob("*.jsonl"))
+        assert "record 05999" in spooled  # eviction keeps the newest
+        assert "record 00000" not in spooled
