@@ -88,11 +88,13 @@ class SpoolReplayer:
         """Something was spooled: look within the idle interval."""
         self.next_at = min(self.next_at, time.monotonic() + self._backoff.idle)
 
-    def replay_one(self, *, skip: frozenset[str] = frozenset()) -> ReplayReport | None:
-        """Deliver the oldest due file once (not those of the batches in ``skip``);
-        ``None`` when no file is due."""
+    def replay_one(
+        self, *, skip: frozenset[str] = frozenset(), due_only: bool = True
+    ) -> ReplayReport | None:
+        """Deliver the oldest due file once (not those of the batches in ``skip``; any
+        file, due or not, unless ``due_only``); ``None`` when there is none."""
         try:
-            entry = self.spool.claim(skip=skip)
+            entry = self.spool.claim(skip=skip, due_only=due_only)
         except OSError:
             entry = None
         if entry is None:

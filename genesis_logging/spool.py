@@ -266,12 +266,15 @@ class Spool:
 
     # -- replaying -----------------------------------------------------------------------
 
-    def claim(self, *, skip: frozenset[str] = frozenset()) -> SpoolFile | None:
+    def claim(
+        self, *, skip: frozenset[str] = frozenset(), due_only: bool = True
+    ) -> SpoolFile | None:
         """Take the oldest due file of this spool's destination, by renaming it.
 
         A file whose retry time (its modification time) lies in the future is skipped,
-        unless it lies further ahead than any backoff: then the clock stepped back.
-        ``skip`` names batches not to take (a person replaying skips what failed).
+        unless it lies further ahead than any backoff: then the clock stepped back, or
+        ``due_only`` is false (a person replaying now). ``skip`` names batches not to take
+        (a person replaying skips what failed).
         """
         self.recover_stale_claims()
         now = time.time()
@@ -281,7 +284,7 @@ class Spool:
                 continue
             try:
                 due_at = entry.path.stat().st_mtime
-                if now < due_at < now + _LONGEST_DELAY:
+                if due_only and now < due_at < now + _LONGEST_DELAY:
                     continue
                 claimed = entry.path.with_name(f"{entry.path.name}{_CLAIMED}{os.getpid()}")
                 os.rename(entry.path, claimed)
@@ -289,6 +292,11 @@ class Spool:
                 continue  # another process was faster
             return replace(entry, path=claimed)
         return None
+
+    def waiting(self) -> list[SpoolFile]:
+        """This destination's files not yet delivered, claimed ones included, oldest first."""
+        entries = [entry for entry, _ in self._entries() if self._mine(entry)]
+        return sorted(entries, key=lambda entry: entry.created_ns)
 
     def _mine(self, entry: SpoolFile) -> bool:
         return self.destination is None or entry.destination in (None, self.destination)

@@ -104,3 +104,45 @@ def test_missing_spool_dir_is_a_plain_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.integration
+def test_replay_delivers_files_waiting_for_their_retry_time(
+    local_server: LocalServer, tmp_path: Path
+) -> None:
+    """Issue 20.6: files released with a backoff (5 s after an outage, 60 s after a
+    permanent error) were skipped and the command said "done: 0 records", exit 0."""
+    from genesis_logging.spool import Spool
+
+    if not local_server.running:
+        local_server.start()
+    target = Target("local", local_server.host, local_server.port)
+    target.create_logs_table("genesis_test", "later")
+    spool = Spool(tmp_path, destination=("genesis_test", "later"))
+    spool.write([{"timestamp": 0, "level": "info", "message": "m"}] * 3, "a" * 32)
+    claimed = spool.claim()
+    assert claimed is not None
+    spool.release(claimed, retry_in=60.0)  # as the handler's replayer leaves it
+    done = cli(
+        "spool", "replay", "--spool-dir", str(tmp_path), "--table", "later",
+        env={"CLICKHOUSE_URL": target.url("genesis_test")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "done: 3 records delivered" in done.stdout
+    assert target.client().execute("SELECT count() FROM genesis_test.later") == [(3,)]
+
+
+def test_replay_names_the_files_it_leaves_and_fails(tmp_path: Path) -> None:
+    from genesis_logging.spool import Spool
+
+    spool = Spool(tmp_path, destination=("genesis", "logs"))
+    spool.write([{"timestamp": 0, "level": "info", "message": "m"}] * 2, "b" * 32)
+    done = cli(
+        "spool", "replay", "--spool-dir", str(tmp_path),
+        env={"CLICKHOUSE_URL": "clickhouse://default@127.0.0.1:1/genesis"},  # nobody listens
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "left in the spool: 1 files, 2 records" in done.stdout
+    assert "b" * 32 in done.stdout
+    assert "Traceback" not in done.stderr  # the driver's own log of the refused connection
+    assert Spool(tmp_path).status().rows == 2

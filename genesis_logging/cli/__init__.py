@@ -39,9 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_driver() -> None:
+    """The driver logs each failed connection with a traceback; our commands say what
+    failed in one line, so its records stay out of the terminal."""
+    import logging
+
+    driver = logging.getLogger("clickhouse_driver")
+    driver.addHandler(logging.NullHandler())
+    driver.propagate = False
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
+    _quiet_driver()
     stream = out if out is not None else sys.stdout
     try:
         return int(args.handler(args, stream))

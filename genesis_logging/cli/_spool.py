@@ -45,7 +45,8 @@ def cmd_purge(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
-    """Replay this destination's files, oldest first; a failing file is skipped."""
+    """Replay this destination's files now, oldest first, whatever their retry time; a
+    failing file is skipped. Exits 1 naming every file left behind."""
     settings = connection_settings(args.url)
     directory = spool_directory(args.spool_dir)
     spool = Spool(directory, destination=(settings.database, args.table))
@@ -57,7 +58,7 @@ def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
     done_files = done_rows = 0
     failed: set[str] = set()
     try:
-        while (report := replayer.replay_one(skip=frozenset(failed))) is not None:
+        while (report := replayer.replay_one(skip=frozenset(failed), due_only=False)) is not None:
             done_rows += report.rows
             if report.refused:
                 out.write(f"{report.refused} records refused by the server: set aside in dead/\n")
@@ -76,10 +77,15 @@ def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         inserter.close()
     where = f"{settings.redacted_url()} table {args.table}"
-    if failed:
+    left = spool.waiting()
+    if left:
         out.write(
-            f"stopped: {len(failed)} files failed; {done_rows} records delivered to {where}\n"
+            f"stopped: {done_rows} records delivered to {where}; "
+            f"left in the spool: {len(left)} files, {sum(f.rows for f in left)} records\n"
         )
+        out.writelines(f"  {f.path.name}\n" for f in left[:20])
+        if len(left) > 20:
+            out.write(f"  … and {len(left) - 20} more ('genesis-logging spool status')\n")
         return 1
     out.write(f"done: {done_rows} records delivered to {where}\n")
     return 0
