@@ -2,17 +2,21 @@
 
 Pure file logic, no threads: the handler's worker drives it. Files are written
 atomically (temporary file, fsync, rename) and claimed by an atomic rename, so several
-processes may share one directory without replaying a file twice. A file left claimed by
-a process that died is taken back.
+processes may share one directory without replaying a file twice. A claimant holds an
+``flock`` on the file it claimed for as long as it works on it; the kernel lets go when
+the process ends, however it ends, so a claim nobody holds is taken back — whatever PID
+its name carries (in a container the application is PID 1, always alive).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -115,14 +119,35 @@ def _parse(path: Path) -> SpoolFile | None:
     )
 
 
-def _pid_alive(pid: int) -> bool:
+def _hold(path: Path) -> int | None:
+    """A descriptor holding an exclusive ``flock`` on ``path``; ``None`` when another
+    claimant holds it. Raises ``FileNotFoundError`` when the file is gone."""
+    descriptor = os.open(path, os.O_RDONLY)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+_HOLDING: weakref.WeakSet[Spool] = weakref.WeakSet()
+
+
+def _let_go_in_child() -> None:
+    """A forked child closes the descriptors it inherited: the claims stay its parent's."""
+    for spool in list(_HOLDING):
+        for descriptor in spool._held.values():
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
+        spool._held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_let_go_in_child)
 
 
 class Spool:
@@ -153,7 +178,9 @@ class Spool:
         self.max_bytes = max_bytes
         self.destination = destination_key(*destination) if destination else None
         self._known_bytes: int | None = None  # the directory's size as last listed, plus ours
+        self._held: dict[str, int] = {}  # claimed path -> descriptor holding its flock
         self.directory.mkdir(parents=True, exist_ok=True)
+        _HOLDING.add(self)
 
     def __repr__(self) -> str:
         return f"<Spool {self.directory} max_bytes={self.max_bytes}>"
@@ -198,27 +225,43 @@ class Spool:
             self._known_bytes += len(data)
         return evicted
 
-    def _write_file(self, final: Path, data: bytes) -> None:
+    def _write_file(self, final: Path, data: bytes, *, hold: bool = False) -> None:
         try:
-            self._write_atomically(final, data)
+            self._write_atomically(final, data, hold)
         except FileNotFoundError:  # the directory was deleted under us: make it again
             final.parent.mkdir(parents=True, exist_ok=True)
-            self._write_atomically(final, data)
+            self._write_atomically(final, data, hold)
 
-    def _write_atomically(self, final: Path, data: bytes) -> None:
+    def _write_atomically(self, final: Path, data: bytes, hold: bool) -> None:
+        """Write, fsync, rename; with ``hold``, the file is held (claimed) before it
+        appears under its name."""
         directory = final.parent
         temporary = directory / f".tmp-{os.getpid()}-{threading.get_ident()}-{time.time_ns()}"
+        held = None
         try:
             with open(temporary, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+            if hold:
+                held = _hold(temporary)
             os.replace(temporary, final)
         except BaseException:
             with contextlib.suppress(OSError):
                 temporary.unlink()
+            if held is not None:
+                os.close(held)
             raise
+        if held is not None:
+            self._held[str(final)] = held
         self._sync_directory(directory)
+
+    def _let_go(self, path: Path) -> None:
+        """Stop holding a claimed file (delivered, given back or buried)."""
+        descriptor = self._held.pop(str(path), None)
+        if descriptor is not None:
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
 
     @staticmethod
     def _sync_directory(directory: Path) -> None:
@@ -286,10 +329,18 @@ class Spool:
                 due_at = entry.path.stat().st_mtime
                 if due_only and now < due_at < now + _LONGEST_DELAY:
                     continue
+                held = _hold(entry.path)  # before the rename: never visible unheld
+                if held is None:
+                    continue  # another claimant is renaming it right now
                 claimed = entry.path.with_name(f"{entry.path.name}{_CLAIMED}{os.getpid()}")
-                os.rename(entry.path, claimed)
+                try:
+                    os.rename(entry.path, claimed)
+                except BaseException:
+                    os.close(held)
+                    raise
             except FileNotFoundError:
                 continue  # another process was faster
+            self._held[str(claimed)] = held
             return replace(entry, path=claimed)
         return None
 
@@ -319,6 +370,7 @@ class Spool:
         """The file's rows are delivered: remove it."""
         with contextlib.suppress(FileNotFoundError):
             entry.path.unlink()
+        self._let_go(entry.path)
 
     def release(self, entry: SpoolFile, *, retry_in: float, failed: bool = True) -> None:
         """Give a claimed file back, not to be tried again for ``retry_in`` seconds."""
@@ -327,15 +379,26 @@ class Spool:
         not_before = time.time() + max(0.0, retry_in)
         with contextlib.suppress(OSError):
             os.utime(back.path, (not_before, not_before))
+        self._let_go(entry.path)  # after the retry time is set: not claimed again before
 
     def rewrite(self, entry: SpoolFile, rows: Sequence[Row], offset: int) -> SpoolFile:
         """Some rows of a claimed file are delivered: keep only ``rows`` (from ``offset``
         on, in the batch's numbering), still claimed. Returns the new file."""
         rest = replace(entry, rows=len(rows), offset=offset)
         claimed = entry.path.with_name(f"{rest.name}{_CLAIMED}{os.getpid()}")
-        self._write_file(claimed, "".join(map(row_to_json_line, rows)).encode("utf-8"))
+        data = "".join(map(row_to_json_line, rows)).encode("utf-8")
+        old = self._held.pop(str(entry.path), None)
+        try:
+            self._write_file(claimed, data, hold=True)  # held before it appears
+        except BaseException:
+            if old is not None:
+                self._held[str(entry.path)] = old
+            raise
         if claimed != entry.path:
-            self.complete(entry)
+            with contextlib.suppress(FileNotFoundError):
+                entry.path.unlink()
+        if old is not None:
+            os.close(old)
         return replace(rest, path=claimed)
 
     def bury(self, entry: SpoolFile) -> None:
@@ -343,6 +406,7 @@ class Spool:
         dead = self.directory / _DEAD_DIR
         dead.mkdir(exist_ok=True)
         os.rename(entry.path, entry.moved(dead).path)
+        self._let_go(entry.path)
 
     def revive_dead(self) -> int:
         """Put dead letters back in line (after an operator fixed the cause). Returns rows."""
@@ -357,7 +421,7 @@ class Spool:
         return revived
 
     def recover_stale_claims(self) -> int:
-        """Give back files claimed by processes that no longer exist. Returns how many."""
+        """Give back files whose claimant holds them no more (it ended). Returns how many."""
         recovered = 0
         try:
             names = os.listdir(self.directory)
@@ -366,12 +430,20 @@ class Spool:
         for name in names:
             if _CLAIMED not in name:
                 continue
-            original, _, pid = name.partition(_CLAIMED)
-            if not pid.isdigit() or _pid_alive(int(pid)):
+            path = self.directory / name
+            try:
+                held = _hold(path)
+            except FileNotFoundError:
                 continue
-            with contextlib.suppress(FileNotFoundError):
-                os.rename(self.directory / name, self.directory / original)
+            if held is None:
+                continue  # its claimant is working on it
+            try:
+                os.rename(path, self.directory / name.partition(_CLAIMED)[0])
                 recovered += 1
+            except FileNotFoundError:
+                pass
+            finally:
+                os.close(held)
         return recovered
 
     # -- inspecting ----------------------------------------------------------------------

@@ -5,12 +5,25 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from genesis_logging.spool import Spool
+
+from .fakes import OUTSIDE_CHECKOUT, clean_env
+
+#: Claims the spool's one file, says so, then waits to be killed.
+HOLD_A_CLAIM = """
+import sys, time
+from genesis_logging.spool import Spool
+assert Spool(sys.argv[1]).claim() is not None
+print("claimed", flush=True)
+time.sleep(600)
+"""
 
 
 def rows(n: int, prefix: str = "r") -> list[dict[str, object]]:
@@ -104,6 +117,60 @@ class TestClaims:
         os.rename(tmp_path / name, tmp_path / f"{name}.claimed-{dead.pid}")
         assert spool.recover_stale_claims() == 1
         assert spool.claim() is not None
+
+    def test_a_claim_named_after_a_live_pid_is_recovered_when_nobody_holds_it(
+        self, tmp_path: Path
+    ) -> None:
+        """Issue 20.8: in a container the application is PID 1, always alive; a claim
+        left by a previous run of it was never taken back."""
+        spool = Spool(tmp_path)
+        spool.write(rows(2), "9" * 32)
+        (name,) = os.listdir(tmp_path)
+        os.rename(tmp_path / name, tmp_path / f"{name}.claimed-1")
+        assert spool.recover_stale_claims() == 1
+        assert spool.claim() is not None
+
+    def test_a_live_claim_of_another_process_is_left_alone(self, tmp_path: Path) -> None:
+        Spool(tmp_path).write(rows(2), "8" * 32)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD_A_CLAIM, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=OUTSIDE_CHECKOUT,
+            env=clean_env(),
+        )
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "claimed"
+            spool = Spool(tmp_path)
+            assert spool.recover_stale_claims() == 0
+            assert spool.claim() is None
+        finally:
+            holder.kill()
+            holder.wait()
+        assert spool.recover_stale_claims() == 1  # its holder is gone now
+        assert spool.claim() is not None
+
+    def test_this_process_does_not_take_back_its_own_live_claim(self, tmp_path: Path) -> None:
+        spool = Spool(tmp_path)
+        spool.write(rows(1), "7" * 32)
+        entry = spool.claim()
+        assert entry is not None
+        assert Spool(tmp_path).recover_stale_claims() == 0
+        spool.complete(entry)
+        assert os.listdir(tmp_path) == []
+
+    def test_a_rewritten_claim_stays_held(self, tmp_path: Path) -> None:
+        spool = Spool(tmp_path)
+        spool.write(rows(4), "6" * 32)
+        entry = spool.claim()
+        assert entry is not None
+        rest = spool.rewrite(entry, rows(2), 2)
+        assert Spool(tmp_path).recover_stale_claims() == 0
+        spool.release(rest, retry_in=0)
+        again = Spool(tmp_path).claim()
+        assert again is not None
+        assert again.offset == 2
 
     def test_bury_moves_to_dead_letters(self, tmp_path: Path) -> None:
         spool = Spool(tmp_path)
