@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -80,6 +81,31 @@ def _close_at_child_exit(pipeline: BatchPipeline) -> None:
     from multiprocessing import util
 
     util.Finalize(None, pipeline.close, exitpriority=10)
+    _exit_on_sigterm_in_child()
+
+
+def _exit_on_sigterm_in_child() -> None:
+    """Let SIGTERM end a ``multiprocessing`` child through its finalizers.
+
+    ``Pool.__exit__`` (``terminate()``) sends SIGTERM to the workers; by default that
+    kills them where they stand, queues and all. With this handler the worker raises
+    ``SystemExit``, which ``multiprocessing`` turns into its normal exit: finalizers run,
+    the pipeline is closed, then the process ends. Only where nobody set a handler, and
+    only from the main thread (the only one allowed to).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        signal.signal(signal.SIGTERM, _raise_exit)
+    except (ValueError, OSError):  # not the main thread of the main interpreter
+        return
+
+
+def _raise_exit(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+    raise SystemExit(128 + signum)
 
 
 class BatchPipeline:

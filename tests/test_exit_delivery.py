@@ -111,3 +111,34 @@ class TestCloseBeyondTheSpoolCap:
         spooled = "".join(path.read_text() for path in spool_dir.glob("*.jsonl"))
         assert "record 05999" in spooled  # eviction keeps the newest
         assert "record 00000" not in spooled
+
+
+class TestPoolUsedWithWith:
+    """Issue 20.11: ``with Pool() as pool:`` ends with ``terminate()``: SIGTERM to workers
+    whose queues still hold records (the most common way to use a pool)."""
+
+    @pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+    def test_the_workers_records_are_delivered(
+        self, logs_table: Table, tmp_path: Path, method: str
+    ) -> None:
+        target, database, table = logs_table
+        body = f"""
+            import multiprocessing
+            warnings.simplefilter("ignore")
+            from genesis_logging import ClickHouseHandler
+            handler = ClickHouseHandler(url={target.url(database)!r}, table={table!r},
+                                        flush_interval=30, batch_size=100_000)
+            log = logging.getLogger("app"); log.addHandler(handler); log.setLevel(logging.INFO)
+
+            def child(n):
+                for i in range(1000):
+                    log.info("task %d record %d", n, i)
+                return n
+
+            if __name__ == "__main__":
+                with multiprocessing.get_context({method!r}).Pool(2) as pool:
+                    assert sorted(pool.map(child, range(4))) == [0, 1, 2, 3]
+        """
+        done = run_script(tmp_path, body)
+        assert done.returncode == 0, done.stderr
+        assert stored(target, database, table) == 4000
