@@ -207,6 +207,11 @@ def _parse_url(url: str | None) -> dict[str, Any]:
             "malformed ClickHouse URL (check the port; characters such as ?, #, / and @ in "
             "the user or password must be percent-encoded)"
         ) from None
+    if parts.fragment or url.endswith("#"):
+        raise ConfigurationError(
+            "malformed ClickHouse URL: it has a '#…' part, which no ClickHouse URL has "
+            "(a # in the user or password must be percent-encoded as %23)"
+        )
     if parts.scheme not in _SCHEMES:
         raise ConfigurationError(
             f"ClickHouse URL scheme must be one of {sorted(_SCHEMES)}, got {parts.scheme!r}"

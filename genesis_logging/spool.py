@@ -179,7 +179,7 @@ class Spool:
         self.destination = destination_key(*destination) if destination else None
         self._known_bytes: int | None = None  # the directory's size as last listed, plus ours
         self._held: dict[str, int] = {}  # claimed path -> descriptor holding its flock
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # records are private
         _HOLDING.add(self)
 
     def __repr__(self) -> str:
@@ -229,7 +229,7 @@ class Spool:
         try:
             self._write_atomically(final, data, hold)
         except FileNotFoundError:  # the directory was deleted under us: make it again
-            final.parent.mkdir(parents=True, exist_ok=True)
+            final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._write_atomically(final, data, hold)
 
     def _write_atomically(self, final: Path, data: bytes, hold: bool) -> None:
@@ -239,7 +239,8 @@ class Spool:
         temporary = directory / f".tmp-{os.getpid()}-{threading.get_ident()}-{time.time_ns()}"
         held = None
         try:
-            with open(temporary, "wb") as handle:
+            private = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with open(private, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -404,7 +405,7 @@ class Spool:
     def bury(self, entry: SpoolFile) -> None:
         """Move a file that keeps failing for a permanent reason out of the way."""
         dead = self.directory / _DEAD_DIR
-        dead.mkdir(exist_ok=True)
+        dead.mkdir(mode=0o700, exist_ok=True)
         os.rename(entry.path, entry.moved(dead).path)
         self._let_go(entry.path)
 

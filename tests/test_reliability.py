@@ -214,6 +214,9 @@ class TestConfiguration:
             "clickhouse://writer:s3cr#et@db.example:9000/genesis",
             "clickhouse://writer:s3cr/et@db.example:9000/genesis",
             "clickhouse://writer:s3cr%et@db.example:99999/genesis",
+            # a fragment is never part of a ClickHouse URL: a "#" cut something off
+            "clickhouse://writer:s3cret@db.example:9000/genesis#et",
+            "clickhouse://writer:s3cret@db.example:9000/genesis?secure=1#et@x",
         ],
     )
     def test_a_malformed_url_never_echoes_the_password(self, url: str) -> None:

@@ -58,6 +58,21 @@ class TestWriteAndRead:
         spool.complete(entry)
         assert os.listdir(tmp_path) == []
 
+    def test_files_are_private_to_their_user(self, tmp_path: Path) -> None:
+        """Records carry stderr and tracebacks: nobody else may read them (issue 20)."""
+        old = os.umask(0o022)
+        try:
+            spool = Spool(tmp_path / "spool")
+            spool.write(rows(1), "a" * 32)
+            entry = spool.claim()
+            assert entry is not None
+            spool.bury(entry)
+        finally:
+            os.umask(old)
+        paths = [tmp_path / "spool", *(tmp_path / "spool").rglob("*")]
+        assert len(paths) == 3  # the directory, dead/ and the file
+        assert {oct(p.stat().st_mode & 0o077) for p in paths} == {"0o0"}
+
     def test_no_temporary_file_is_left_on_failure(self, tmp_path: Path) -> None:
         spool = Spool(tmp_path, max_bytes=100)
         with pytest.raises(OSError, match="exceeds the spool cap"):
