@@ -224,11 +224,16 @@ class BatchPipeline:
             until = replayer.next_at if replayer is not None else math.inf
             if cooling:
                 until = min(until, self._cooldown_until)
-            batch = queue.take(until=until, hold=cooling)
-            if batch is not None:
+            spooling = cooling and self.spool is not None
+            batch = queue.take(until=until, hold=cooling and not spooling)
+            if batch is None:
+                if queue.closing:
+                    return
+            elif spooling:  # the server is left alone; the spool holds what waits for it
+                spilled = self._rows(batch)
+                self._finish(spilled, self._deliverer.spool(spilled, "cooldown"))
+            else:
                 self._deliver(batch)
-            elif queue.closing:
-                return
 
     def _worker_ended(self) -> None:
         self._queue.wake()

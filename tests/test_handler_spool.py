@@ -43,6 +43,28 @@ def accounted(stats: dict[str, Any]) -> bool:
 class TestSpoolOnFailure:
     """Batches that cannot be delivered go to disk and come back."""
 
+    def test_a_cooldown_spools_what_it_holds_back(
+        self, fake: FakeInserter, tmp_path: Path
+    ) -> None:
+        """Issue 20: after a permanent error the cooldown held the whole queue back even
+        with a spool, and a full queue dropped records (40-53 % at 400 rows/s)."""
+        fake.always = errors.ServerException("Table genesis.logs doesn't exist", code=60)
+        handler, logger = make(
+            fake, spool_dir=tmp_path, queue_size=50, batch_size=10, flush_interval=0.01
+        )
+        logger.info("first")  # fails: the cooldown starts
+        wait_until(lambda: handler.stats()["failed_batches"] >= 1)
+        for i in range(500):  # ten times the queue, during the cooldown (1 s)
+            logger.info("m%d", i)
+            if i % 50 == 49:
+                wait_until(lambda: handler.stats()["queue_depth"] == 0)
+        stats = handler.stats()
+        assert fake.calls <= 5  # still no retry storm (50 batches went by)
+        assert stats["dropped"] == {}
+        assert accounted(stats)
+        handler.close()
+        assert handler.stats()["spooled"] == 501
+
     def test_permanent_error_spools_then_replays_with_the_same_token(
         self, fake: FakeInserter, tmp_path: Path
     ) -> None:
