@@ -178,6 +178,7 @@ class Spool:
         self.max_bytes = max_bytes
         self.destination = destination_key(*destination) if destination else None
         self._known_bytes: int | None = None  # the directory's size as last listed, plus ours
+        self._known_version = -1  # the directory's mtime when _known_bytes was right
         self._held: dict[str, int] = {}  # claimed path -> descriptor holding its flock
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # records are private
         _HOLDING.add(self)
@@ -198,9 +199,10 @@ class Spool:
     ) -> int:
         """Store ``rows`` as one file, atomically. Returns the rows evicted to make room.
 
-        The directory is listed only when the cap may be reached, so the cost of a
-        write does not grow with the number of files (the ``spool`` policy writes from
-        the caller's thread).
+        The directory is listed only when the cap may be reached or another process
+        changed it, so the cost of a write does not grow with the number of files (the
+        ``spool`` policy writes from the caller's thread), and processes sharing the
+        directory share one cap.
 
         Args:
             offset: the position of the first row in the batch ``batch_id`` (the rest of
@@ -223,6 +225,7 @@ class Spool:
         self._write_file(directory / entry.name, data)
         if self._known_bytes is not None and not dead:
             self._known_bytes += len(data)
+            self._known_version = self._version()
         return evicted
 
     def _write_file(self, final: Path, data: bytes, *, hold: bool = False) -> None:
@@ -273,9 +276,20 @@ class Spool:
             finally:
                 os.close(descriptor)
 
+    def _version(self) -> int:
+        """The directory's modification time: it changes whenever a file comes or goes."""
+        try:
+            return os.stat(self.directory).st_mtime_ns
+        except OSError:
+            return -1
+
     def _make_room(self, needed: int) -> int:
-        if self._known_bytes is not None and self._known_bytes + needed <= self.max_bytes:
-            return 0  # room, as far as we know: no listing (others' writes are seen later)
+        if (
+            self._known_bytes is not None
+            and self._known_bytes + needed <= self.max_bytes
+            and self._version() == self._known_version
+        ):
+            return 0  # room, and nobody else wrote or removed since: no listing
         entries = sorted(self._entries(), key=lambda e: e[0].created_ns)
         total = sum(size for _, size in entries)
         evicted = 0
@@ -289,6 +303,7 @@ class Spool:
             total -= size
             evicted += entry.rows
         self._known_bytes = total
+        self._known_version = self._version()
         return evicted
 
     def _entries(self) -> Iterator[tuple[SpoolFile, int]]:

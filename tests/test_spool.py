@@ -200,6 +200,14 @@ class TestClaims:
 class TestCap:
     """The spool never grows past its cap: the oldest files go, counted."""
 
+    def test_processes_sharing_a_directory_share_one_cap(self, tmp_path: Path) -> None:
+        """Issue 20: each process sized the cap from its own writes: N writers held up to
+        N times the cap."""
+        one, two = Spool(tmp_path, max_bytes=20_000), Spool(tmp_path, max_bytes=20_000)
+        for n in range(40):
+            (one if n % 2 else two).write(rows(10, f"w{n}-"), f"{n:032x}")
+        assert one.status().bytes <= 20_000
+
     def test_oldest_evicted(self, tmp_path: Path) -> None:
         one = len(b"".join(json.dumps(r).encode() for r in rows(10)))
         spool = Spool(tmp_path, max_bytes=int(one * 2.5))
