@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol, runtime_checkable
@@ -102,6 +104,8 @@ class ClickHouseInserter:
         self._deadline = math.inf
         self._described_at = 0.0
         self._client: Any = None
+        self._connecting: Any = None  # the client being connected (the watchdog may cut it)
+        self._cut_off = False
         self._plan: list[tuple[str, RowValue, ColumnAdapter | None]] = []
         self._types: dict[str, str] = {}
         self._statement = ""
@@ -117,6 +121,7 @@ class ClickHouseInserter:
 
         client = Client(**self.settings.client_kwargs())
         self._apply_deadline(client)
+        self._connecting = client
         try:
             self._describe(client)
             info = client.connection.server_info
@@ -130,6 +135,8 @@ class ClickHouseInserter:
         except BaseException:
             client.disconnect()
             raise
+        finally:
+            self._connecting = None
         return client
 
     def _describe(self, client: Any) -> None:
@@ -191,8 +198,48 @@ class ClickHouseInserter:
                 connection.socket.settimeout(timeout)
 
     def insert(self, rows: Sequence[Row], token: str | None = None) -> None:
+        """Insert ``rows`` in one attempt of at most :meth:`attempt_budget` seconds.
+
+        The driver's timeouts bound each socket read; a server that trickles its answer
+        a few bytes at a time passes every one of them. A watchdog cuts the connection
+        when the whole attempt outlasts its budget, and the attempt fails with a
+        ``TimeoutError`` (retried, then spooled, like any network fault).
+        """
         if not rows:
             return
+        budget = self.attempt_budget()
+        self._cut_off = False
+        watchdog = threading.Timer(budget, self._cut_connection)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            self._insert(rows, token)
+        except Exception as error:
+            if self._cut_off:
+                self.close()
+                raise TimeoutError(
+                    f"insert cut off after its {budget:g}s budget: the server answers too "
+                    "slowly (connect_timeout + 2 × send_receive_timeout)"
+                ) from error
+            raise
+        finally:
+            watchdog.cancel()
+
+    def attempt_budget(self) -> float:
+        """Seconds one insert may take in all: connecting, sending, the server's answer."""
+        budget = self.settings.connect_timeout + 2 * self.settings.send_receive_timeout
+        return max(0.05, min(budget, self._deadline - time.monotonic()))
+
+    def _cut_connection(self) -> None:
+        """From the watchdog's thread: shut the socket, so the worker's read returns."""
+        self._cut_off = True
+        for client in (self._client, self._connecting):
+            sock = getattr(getattr(client, "connection", None), "socket", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def _insert(self, rows: Sequence[Row], token: str | None) -> None:
         if self._client is None:
             self._client = self._connect()
         elif time.monotonic() - self._described_at > _REDESCRIBE_AFTER:

@@ -7,6 +7,9 @@ application loses track of its handler before exit (issue 20, finding 10).
 from __future__ import annotations
 
 import logging
+import socket
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -142,3 +145,82 @@ class TestPoolUsedWithWith:
         done = run_script(tmp_path, body)
         assert done.returncode == 0, done.stderr
         assert stored(target, database, table) == 4000
+
+
+class _TricklingProxy:
+    """A TCP proxy to a real server that passes the server's bytes on at ``rate`` bytes a
+    second: every read succeeds within any socket timeout, the answer takes minutes."""
+
+    def __init__(self, upstream: tuple[str, int], rate: float) -> None:
+        self.upstream = upstream
+        self.delay = 1.0 / rate
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.stop = threading.Event()
+        self.sockets: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                continue
+            server = socket.create_connection(self.upstream)
+            self.sockets += [client, server]
+            threading.Thread(target=self._pipe, args=(client, server, 0.0), daemon=True).start()
+            threading.Thread(
+                target=self._pipe, args=(server, client, self.delay), daemon=True
+            ).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, delay: float) -> None:
+        try:
+            while not self.stop.is_set() and (data := source.recv(1 if delay else 65536)):
+                sink.sendall(data)
+                if delay:
+                    time.sleep(delay)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        for sock in [*self.sockets, self.listener]:
+            sock.close()
+
+
+class TestTricklingServer:
+    """Issue 20: a server answering 10 bytes a second held delivery for as long as it
+    liked — every read succeeded within the socket timeout; no retry, no error."""
+
+    def test_an_insert_attempt_is_bounded_then_retried_then_spooled(
+        self, running_local_server: LocalServer, tmp_path: Path
+    ) -> None:
+        warnings.simplefilter("ignore", DeliveryWarning)  # restored by pytest after the test
+        proxy = _TricklingProxy((running_local_server.host, running_local_server.port), 10.0)
+        try:
+            handler = ClickHouseHandler(
+                url=f"clickhouse://default@127.0.0.1:{proxy.port}/genesis_test",
+                table="trickle",
+                connect_timeout=1.0,
+                send_receive_timeout=1.0,
+                retry_attempts=2,
+                retry_max_delay=10.0,
+                spool_dir=str(tmp_path / "spool"),
+            )
+            logger = logging.getLogger("trickle")
+            logger.propagate = False
+            logger.setLevel(logging.INFO)
+            logger.addHandler(handler)
+            for i in range(10):
+                logger.info("t%d", i)
+            assert handler.drain(30)
+            stats = handler.stats()
+            assert stats["spooled"] == 10, stats
+            assert stats["retries"] == 1, str(stats)
+            assert "budget" in (stats["last_error"] or ""), stats["last_error"]
+            handler.close()
+        finally:
+            proxy.close()
