@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any, TextIO
 
 from genesis_logging._report import describe_error
@@ -46,10 +47,28 @@ def add_url_option(parser: argparse.ArgumentParser, *, writes: bool) -> None:
 
 
 def connection_settings(url: str | None) -> ConnectionSettings:
+    """The server of ``--url`` (else the environment); a password in ``--url`` is warned
+    about: every user of the machine can read a command line."""
     try:
-        return ConnectionSettings.resolve(url=url)
+        settings = ConnectionSettings.resolve(url=url)
     except ConfigurationError as error:
         raise CommandError(str(error)) from None
+    if url and _url_has_password(url):
+        sys.stderr.write(
+            "genesis-logging: warning: the password in --url is visible in the process list "
+            "to every user of this machine; pass it in CLICKHOUSE_PASSWORD (or the whole URL "
+            "in CLICKHOUSE_URL) instead\n"
+        )
+    return settings
+
+
+def _url_has_password(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        return bool(urlsplit(url).password)
+    except ValueError:
+        return False
 
 
 def store_options(*, writes: bool) -> argparse.ArgumentParser:
