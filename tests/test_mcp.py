@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import http.server
 import json
 import os
 import shlex
 import subprocess
 import sys
+import threading
+import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -165,6 +169,14 @@ class TestPrintedCommand:
         assert args[args.index("--python") + 1] == ">=3.10"  # any installed interpreter
         assert server["env"]["CHDB_DATA_PATH"] == str((tmp_path / "logs" / ".chdb").resolve())
 
+    def test_docs_show_the_command_printed_today(self, tmp_path: Path) -> None:
+        docs = (Path(__file__).parent.parent / "docs" / "mcp.md").read_text()
+        local = printed_server(mcp_config("--local", "--log-dir", str(tmp_path / "logs")))
+        assert shlex.join([local["command"], *local["args"]]) in docs
+        assert json.dumps(local["args"], indent=2).replace("\n", "\n      ") in docs
+        server = printed_server(mcp_config("--url", "clickhouses://reader@h/genesis"))
+        assert json.dumps(server["args"], indent=2).replace("\n", "\n      ") in docs
+
     def test_server_mode_does_not_download_the_chdb_engine(self) -> None:
         server = printed_server(mcp_config("--url", "clickhouses://reader@ch.internal/genesis"))
         args = server["args"]
@@ -272,3 +284,78 @@ class TestServerMode:
         assert "no ClickHouse server configured" in done.stderr
         for hint in ("--url", "CLICKHOUSE_URL", "--local"):
             assert hint in done.stderr
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers every request with a ClickHouse error, after noting where it went and as whom."""
+
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        self._record()
+
+    def do_POST(self) -> None:
+        self._record()
+
+    def _record(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode(errors="replace")
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        auth = self.headers.get("Authorization", "")
+        user, password = "", ""
+        if auth.startswith("Basic "):
+            user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+        self.seen.append(
+            {
+                "user": user or self.headers.get("X-ClickHouse-User", ""),
+                "password": password or self.headers.get("X-ClickHouse-Key", ""),
+                "database": query.get("database", [""])[0],
+                "sql": body + " ".join(query.get("query", [])),
+            }
+        )
+        if "version()" in self.seen[-1]["sql"]:  # the client's first question: who are you?
+            self._answer(200, b"24.8.1.1\tUTC\n")
+        else:
+            self._answer(500, b"Code: 516. DB::Exception: stopped by the test")
+
+    def _answer(self, status: int, message: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(message)))
+        self.end_headers()
+        self.wfile.write(message)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+def test_the_official_server_goes_where_the_printed_configuration_says(tmp_path: Path) -> None:
+    """The printed env is read by mcp-clickhouse as meant: its HTTP requests name our user,
+    password (asked for) and database, at the host and port the URL and ``--port`` give."""
+    _Recorder.seen.clear()
+    listener = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    port = listener.server_address[1]
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    try:
+        url = "clickhouse://reader:pa%3Ass@127.0.0.1:9000/loopdb"
+        server = printed_server(mcp_config("--url", url, "--port", str(port), "--with-password"))
+        env = {**os.environ, **server["env"]}
+        asyncio.run(asyncio.wait_for(_ask_server_mode(env), 120))
+    finally:
+        listener.shutdown()
+        listener.server_close()
+    assert _Recorder.seen, "the MCP server never reached the configured host and port"
+    first = _Recorder.seen[0]
+    assert (first["user"], first["password"]) == ("reader", "pa:ss")
+    assert all(request["database"] in ("", "loopdb") for request in _Recorder.seen)
+    assert any(request["database"] == "loopdb" for request in _Recorder.seen), _Recorder.seen
+
+
+async def _ask_server_mode(env: dict[str, str]) -> None:
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "mcp_clickhouse.main"], env=env
+    )
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        tools = [tool.name for tool in (await session.list_tools()).tools]
+        assert "run_query" in tools
+        await session.call_tool("run_query", {"query": "SELECT 1"})
