@@ -159,7 +159,9 @@ class TestMcpConfig:
             "mcp-config",
             "--host",
             "clickhouse.example.com",
-            env={"CLICKHOUSE_PASSWORD": "never-print-me"},
+            "--readonly-user",
+            "genesis_readonly",
+            env={"CLICKHOUSE_PASSWORD": "never-print-me", "CLICKHOUSE_SECURE": "true"},
         )
         config = json.loads(result.stdout)["mcpServers"]["clickhouse"]
         assert config["args"][-1] == "mcp-clickhouse"
@@ -175,6 +177,8 @@ class TestMcpConfig:
             "CHDB_ENABLED": "true",
             "CHDB_DATA_PATH": str(tmp_path.resolve() / ".chdb"),
             "CLICKHOUSE_ENABLED": "false",
+            "UV_SYSTEM_CERTS": "true",
+            "UV_NATIVE_TLS": "true",
         }
 
 
