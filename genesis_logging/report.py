@@ -374,7 +374,8 @@ h3 { font-size: 1em; margin: 1.2em 0 .3em; font-family: ui-monospace, monospace;
 table { border-collapse: collapse; } td, th { padding: .2em .8em; text-align: left; }
 table.rows tr:nth-child(even) { background: #f3f4f7; }
 .summary b { font-size: 1.1em; } .note { color: #556; }
-.scroll { overflow-x: auto; max-width: 100%; }
+.scroll { overflow-x: auto; width: fit-content; max-width: 100%; direction: rtl; }
+.scroll > table { direction: ltr; }  /* the grid opens scrolled to the latest iterations */
 table.grid td, table.grid th { padding: 2px 3px; text-align: center; min-width: 2.6em;
   font-size: 12px; white-space: nowrap; }
 table.grid th.label { text-align: right; position: sticky; left: 0; background: #fff;
@@ -531,11 +532,14 @@ def _ranges(iterations: tuple[int, ...]) -> str:
     return ", ".join(parts)
 
 
+_NO_LINE: Final = "<i>(no message recorded)</i>"
+
+
 def _failures_html(report: SpecReport) -> str:
     e = html.escape
     rows = "".join(
         f"<tr><td>{e(f.test) if f.test else '<i>the command (no test records)</i>'}</td>"
-        f'<td>{_ranges(f.iterations)}</td><td class="line">{e(f.line)}</td></tr>'
+        f'<td>{_ranges(f.iterations)}</td><td class="line">{e(f.line) or _NO_LINE}</td></tr>'
         for f in report.failures[:FAILURES]
     )
     more = len(report.failures) - FAILURES

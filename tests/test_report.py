@@ -249,6 +249,9 @@ SEEN = """(() => {
     summary: [...document.querySelectorAll('.summary')].map(text),
     files: [...document.querySelectorAll('h3')].map(text),
     diff: [...document.querySelectorAll('pre.diff')].map(text),
+    inView: [...document.querySelectorAll('table.grid tr.iteration td')].filter(td => {
+      const box = td.getBoundingClientRect();
+      return box.left >= 0 && box.right <= window.innerWidth; }).map(text),
     body: document.body.innerText});
 })()"""
 
@@ -287,6 +290,7 @@ class TestPage:
         # Every iteration labelled with its number and its duration, as text.
         grid = {row[0]: row[1:] for row in seen["grid"]}
         assert grid["iteration"] == ["1", "2", "3"]
+        assert seen["inView"] == ["1", "2", "3"]
         assert grid["duration"] == [
             f"{line['duration_ms'] / 1000:.1f} s" for line in data["iterations"]
         ]
@@ -409,6 +413,9 @@ def test_large_spec_is_bounded(tmp_path: Path) -> None:
         *(str(i) for i in range(26, 76)),
     ]
     assert grid["duration"][:2] == ["1.0 s", "1.0 s"]
+    # The grid scrolls sideways and opens on the latest iterations.
+    assert seen["inView"][-1] == "75"
+    assert "1" not in seen["inView"]
     assert grid["duration"][-1] == "1.9 s"
     tests = [row for row in seen["grid"] if row[0] and row[0].startswith("test_big.py::")]
     # The 40 that failed most recently; test_f49 failed in iteration 50.
