@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from .loop import (
+    RUN_LOGGER,
     Run,
     TestResult,
     failure_line,
@@ -152,9 +153,11 @@ class SpecReport:
         }
 
 
-def build_report(store: Store, spec: str) -> SpecReport:
-    """The report of ``spec``: its runs (with their code, for the diff) and its tests."""
-    runs = load_runs(store, spec, with_code=True)
+def build_report(store: Store, spec: str, *, with_changes: bool = True) -> SpecReport:
+    """The report of ``spec``: its runs and tests. The output of a red run without test
+    records is read only when there is one, the code (for the changes per file) only
+    ``with_changes``: it is the bulkiest column of the store."""
+    runs = load_runs(store, spec, with_text=False)
     tests = load_tests(store, spec)
     latest: dict[int, Run] = {}
     for run in runs:
@@ -185,9 +188,27 @@ def build_report(store: Store, spec: str) -> SpecReport:
     report.runs, report.passed_runs = len(runs), sum(run.passed for run in runs)
     report.slowest_to_green = _slowest_to_green(tests)
     _add_grid(report, outcomes)
-    report.failures = _failures(list(latest.values()), outcomes, tested)
-    _add_changes(report, latest)
+    untested = {r.iteration for r in latest.values() if not r.passed} - tested
+    report.failures = _failures(outcomes, _run_output(store, spec, untested))
+    if with_changes:
+        _add_changes(store, report)
     return report
+
+
+def _latest_runs(
+    store: Store, spec: str, columns: list[str], wanted: set[int]
+) -> dict[int, dict[str, Any]]:
+    """Bulky columns of the (latest) run of each ``wanted`` iteration, read only if any."""
+    if not wanted:
+        return {}
+    rows = store.select(spec, RUN_LOGGER, ["iteration", *columns])
+    return {row["iteration"]: row for row in rows if row["iteration"] in wanted}
+
+
+def _run_output(store: Store, spec: str, wanted: set[int]) -> dict[int, str]:
+    """What red runs without per-test records said (stderr, else stdout)."""
+    rows = _latest_runs(store, spec, ["stderr", "stdout"], wanted)
+    return {i: str(row["stderr"] or row["stdout"]) for i, row in rows.items()}
 
 
 def _add_grid(report: SpecReport, outcomes: dict[str, dict[int, TestResult]]) -> None:
@@ -207,7 +228,7 @@ def _add_grid(report: SpecReport, outcomes: dict[str, dict[int, TestResult]]) ->
 
 
 def _failures(
-    runs: list[Run], outcomes: dict[str, dict[int, TestResult]], tested: set[int]
+    outcomes: dict[str, dict[int, TestResult]], run_output: dict[int, str]
 ) -> list[Failure]:
     """Each failing test's assertion line, grouped by cause; a red run without test
     records by its own output. The most recent failure first."""
@@ -216,10 +237,8 @@ def _failures(
         for iteration, test in sorted(by_iteration.items()):
             if test.failed:
                 grouped[(name, fingerprint(test.text))].append((iteration, test.text))
-    for run in runs:
-        if not run.passed and run.iteration not in tested:
-            text = run.stderr or run.stdout
-            grouped[("", fingerprint(text))].append((run.iteration, text))
+    for iteration, text in sorted(run_output.items()):
+        grouped[("", fingerprint(text))].append((iteration, text))
     found = [
         Failure(name, failure_line(seen[-1][1]), tuple(i for i, _ in seen))
         for (name, _), seen in grouped.items()
@@ -240,7 +259,7 @@ def _slowest_to_green(tests: list[TestResult]) -> list[tuple[str, int, int]]:
     return [(name, red, green) for name, (red, green) in ranked[:10]]
 
 
-def _add_changes(report: SpecReport, latest: dict[int, Run]) -> None:
+def _add_changes(store: Store, report: SpecReport) -> None:
     """The code changes from the last red iteration to the first green one after it."""
     reds = [line.iteration for line in report.iterations if not line.passed]
     greens = [line.iteration for line in report.iterations if line.passed]
@@ -249,7 +268,11 @@ def _add_changes(report: SpecReport, latest: dict[int, Run]) -> None:
     green = min(g for g in greens if g > min(reds))
     red = max(r for r in reds if r < green)
     report.diff_between = (red, green)
-    report.changes, report.unchanged_files = file_changes(latest[red].code, latest[green].code)
+    code = _latest_runs(store, report.spec, ["code_snapshot"], {red, green})
+    report.changes, report.unchanged_files = file_changes(
+        str(code.get(red, {}).get("code_snapshot", "")),
+        str(code.get(green, {}).get("code_snapshot", "")),
+    )
 
 
 def file_changes(before: str, after: str) -> tuple[list[FileChange], int]:

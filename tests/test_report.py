@@ -351,7 +351,7 @@ class TestPage:
         env = {"GENESIS_LOG_DIR": str(tmp_path / "logs")}
         three_iterations(tmp_path, env)
         cli("run", "--spec", "never", "--iteration", "1", "--",
-            sys.executable, "-c", "raise SystemExit(1)", env=env)  # fmt: skip
+            sys.executable, "-c", "raise SystemExit('boom: no config')", env=env)  # fmt: skip
         page = tmp_path / "all.html"
         assert cli("report", "--all", "--html", str(page), env=env).returncode == 0
         seen, requests, _ = render(page, tmp_path / "profile")
@@ -361,6 +361,9 @@ class TestPage:
             ("flip", "33% (1 of 3 runs)"),
             ("never", "0% (0 of 1 runs)"),
         ]
+        # A red run without per-test records: the line of its own output.
+        data = json.loads(cli("report", "never", "--format", "json", env=env).stdout)
+        assert data["failures"] == [{"test": "", "line": "boom: no config", "iterations": [1]}]
 
 
 def large_store(directory: Path, iterations: int, failing: int, green: int) -> None:

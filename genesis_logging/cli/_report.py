@@ -38,7 +38,9 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
             page = render_summaries_html(summaries) if args.html else ""
             data: Any = [{**s.__dict__, "pass_rate": s.pass_rate} for s in summaries]
         else:
-            report = build_report(store, args.spec)
+            # The terminal shows no code: it reads none.
+            wants_code = bool(args.html) or args.format == "json"
+            report = build_report(store, args.spec, with_changes=wants_code)
             text = render_terminal(report, colour=_colour(out))
             page = render_html(report) if args.html else ""
             data = report.as_json()
