@@ -304,7 +304,7 @@ def file_changes(before: str, after: str) -> tuple[list[FileChange], int]:
 
 
 def render_terminal(report: SpecReport, *, colour: bool) -> str:
-    """One line per iteration, then iterations to green and total time."""
+    """One line per iteration, then iterations to green, total time and pass rate."""
     if not report.iterations:
         return f"spec {report.spec}: no run recorded\n"
     slowest = max(line.duration_ms for line in report.iterations) or 1
@@ -489,6 +489,8 @@ def _grid(report: SpecReport) -> str:
         row("exit", "exit code", lambda line: f"<td>{line.exit_code}</td>"),
         row("failing", "failing tests", failing),
     ]
+    if any(line.flaky for line in report.iterations):  # same code, both outcomes
+        head.append(row("flaky", "flaky", lambda line: f"<td>{'flaky' * line.flaky}</td>"))
     body = [_test_row(test, columns) for test in report.grid]
     return (
         '<div class="scroll"><table class="grid"><thead>'

@@ -296,6 +296,9 @@ class TestPage:
         ]
         assert grid["exit code"] == [str(line["exit_code"]) for line in data["iterations"]]
         assert grid["failing tests"] == ["2", "1", "0"]
+        # The code did not change while the outcomes did: flaky, said in words.
+        assert grid["flaky"] == ["flaky" if line["flaky"] else "" for line in data["iterations"]]
+        assert "flaky" in grid["flaky"]
         # Tests x iterations: the tests that ever failed, the most recently failing first.
         tests = [row for row in seen["grid"] if row[0] and "::" in row[0]]
         assert [(row[0].split("::")[1], row[1:]) for row in tests] == [
