@@ -152,6 +152,12 @@ class TestNumbers:
         text = cli("report", "--all", env=store_env).stdout
         assert re.search(r"flip\s+3\s+3\s+33%", text)
 
+        typo = cli("report", "flpi", "--html", str(tmp_path / "typo.html"), env=store_env)
+        assert typo.returncode != 0
+        assert "no runs for spec 'flpi'" in typo.stderr
+        assert "did you mean flip" in typo.stderr
+        assert not (tmp_path / "typo.html").exists()
+
 
 def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
