@@ -152,6 +152,12 @@ class TestNumbers:
         text = cli("report", "--all", env=store_env).stdout
         assert re.search(r"flip\s+3\s+3\s+33%", text)
 
+        typo = cli("report", "flpi", "--html", str(tmp_path / "typo.html"), env=store_env)
+        assert typo.returncode != 0
+        assert "no runs for spec 'flpi'" in typo.stderr
+        assert "did you mean flip" in typo.stderr
+        assert not (tmp_path / "typo.html").exists()
+
 
 def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -215,37 +221,224 @@ class Browser:
         self.process.wait(30)
 
 
+def calc_project(tmp_path: Path, env: dict[str, str]) -> Path:
+    """Two iterations of a project whose fix changes one file, adds one and removes one."""
+    project = tmp_path / "calc"
+    project.mkdir()
+    (project / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    (project / "legacy.py").write_text("OLD = 1\n")
+    (project / "test_calc.py").write_text(
+        "from calc import add\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+    )
+    for _ in range(2):
+        cli(
+            "run", "--spec", "calc", "--iteration", "auto", "--snapshot", str(project),
+            "--", sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(project),
+            env=env,
+        )  # fmt: skip
+        (project / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+        (project / "legacy.py").unlink(missing_ok=True)
+        (project / "helpers.py").write_text("def double(x):\n    return add(x, x)\n")
+    return project
+
+
+# What a person sees: the text of each table cell that is rendered and has a size (a cell
+# hidden by CSS or squeezed to nothing is null), the headings, the page's visible text.
+SEEN = """(() => {
+  const seen = el => el.checkVisibility() && el.getBoundingClientRect().width > 0
+    && el.getBoundingClientRect().height > 0;
+  const text = el => seen(el) ? el.innerText.trim() : null;
+  const table = sel => [...document.querySelectorAll(sel + ' tr')].map(
+    tr => [...tr.cells].map(text));
+  return JSON.stringify({
+    grid: table('table.grid'), failures: table('table.failures'), rows: table('table.rows'),
+    summary: [...document.querySelectorAll('.summary')].map(text),
+    files: [...document.querySelectorAll('h3')].map(text),
+    diff: [...document.querySelectorAll('pre.diff')].map(text),
+    inView: [...document.querySelectorAll('table.grid tr.iteration td')].filter(td => {
+      const box = td.getBoundingClientRect();
+      return box.left >= 0 && box.right <= window.innerWidth; }).map(text),
+    body: document.body.innerText});
+})()"""
+
+
+def render(page: Path, profile: Path) -> tuple[dict[str, Any], list[str], bytes]:
+    """The page in headless Chromium: what is seen, what was fetched, a screenshot."""
+    browser = Browser(page.as_uri(), profile)
+    try:
+        found = browser.call("Runtime.evaluate", expression=SEEN, returnByValue=True)
+        shot = browser.call("Page.captureScreenshot", format="png")
+    finally:
+        browser.close()
+    requests = [
+        e["params"]["request"]["url"]
+        for e in browser.events
+        if e.get("method") == "Network.requestWillBeSent"
+    ]
+    return json.loads(found["result"]["value"]), requests, base64.b64decode(shot["data"])
+
+
 class TestPage:
-    """The page in a real browser: it renders, its SVG has a size, it fetches nothing."""
+    """The page in a real browser: what matters is visible text, and it fetches nothing."""
 
     def test_rendered_offline(self, tmp_path: Path) -> None:
         env = {"GENESIS_LOG_DIR": str(tmp_path / "logs")}
         three_iterations(tmp_path, env)
         page = tmp_path / "flip.html"
         assert cli("report", "flip", "--html", str(page), env=env).returncode == 0
-        browser = Browser(page.as_uri(), tmp_path / "profile")
-        try:
-            found = browser.call(
-                "Runtime.evaluate",
-                expression="JSON.stringify(document.querySelector('svg').getBoundingClientRect())",
-                returnByValue=True,
-            )
-            box = json.loads(found["result"]["value"])
-            shot = browser.call("Page.captureScreenshot", format="png")
-        finally:
-            browser.close()
-        assert box["width"] > 0
-        assert box["height"] > 0
-        requests = [
-            e["params"]["request"]["url"]
-            for e in browser.events
-            if e.get("method") == "Network.requestWillBeSent"
-        ]
+        data = json.loads(cli("report", "flip", "--format", "json", env=env).stdout)
+        seen, requests, png = render(page, tmp_path / "profile")
         assert requests == [page.as_uri()]  # the page itself, nothing else
-        png = base64.b64decode(shot["data"])
         assert png.startswith(b"\x89PNG")
         assert len(png) > 10_000
         (tmp_path / "report.png").write_bytes(png)
+
+        # Every iteration labelled with its number and its duration, as text.
+        grid = {row[0]: row[1:] for row in seen["grid"]}
+        assert grid["iteration"] == ["1", "2", "3"]
+        assert seen["inView"] == ["1", "2", "3"]
+        assert grid["duration"] == [
+            f"{line['duration_ms'] / 1000:.1f} s" for line in data["iterations"]
+        ]
+        assert grid["exit code"] == [str(line["exit_code"]) for line in data["iterations"]]
+        assert grid["failing tests"] == ["2", "1", "0"]
+        # The code did not change while the outcomes did: flaky, said in words.
+        assert grid["flaky"] == ["flaky" if line["flaky"] else "" for line in data["iterations"]]
+        assert "flaky" in grid["flaky"]
+        # Tests x iterations: the tests that ever failed, the most recently failing first.
+        tests = [row for row in seen["grid"] if row[0] and "::" in row[0]]
+        assert [(row[0].split("::")[1], row[1:]) for row in tests] == [
+            ("test_gets_fixed", ["✘", "✘", "✔"]),
+            ("test_also_fixed", ["✘", "✔", "✔"]),
+        ]
+        assert "1 test never failed (not shown)" in seen["body"]
+        assert "✔ passed" in seen["body"]
+        assert "✘ failed" in seen["body"]
+        # Each failing test's assertion line, with the iterations it failed in.
+        assert [(row[0].split("::")[-1], row[1], row[2]) for row in seen["failures"]] == [
+            ("test", "iterations", "assertion"),
+            ("test_gets_fixed", "1–2", "AssertionError: only 1 attempts so far"),
+            ("test_also_fixed", "1", "assert 0 >= 1"),
+        ]
+        # The pass rate with its number.
+        assert seen["summary"] == [
+            f"green after 3 iterations; 3 iterations, {data['total_ms'] / 1000:.1f} s in all; "
+            "pass rate 33% (1 of 3 runs passed)"
+        ]
+        assert data["pass_rate"] == pytest.approx(1 / 3)
+        assert "(the code is equal)" in seen["body"]  # the test file did not change
+
+    def test_changes_per_file(self, tmp_path: Path) -> None:
+        env = {"GENESIS_LOG_DIR": str(tmp_path / "logs")}
+        project = calc_project(tmp_path, env)
+        page = tmp_path / "calc.html"
+        assert cli("report", "calc", "--html", str(page), env=env).returncode == 0
+        seen, requests, _ = render(page, tmp_path / "profile")
+        assert requests == [page.as_uri()]
+        assert "What changed from red iteration 1 to green iteration 2" in seen["body"]
+        assert f"3 files changed, 1 unchanged in {project}." in seen["body"]
+        assert seen["files"] == [
+            "calc.py changed: +1 −1",
+            "helpers.py added: 2 lines",
+            "legacy.py removed: 1 line",
+        ]
+        assert seen["diff"][0].splitlines() == [
+            "@@ -1,2 +1,2 @@",
+            " def add(a, b):",
+            "-    return a - b",
+            "+    return a + b",
+        ]
+        assert "@@ -7114" not in seen["body"]
+        data = json.loads(cli("report", "calc", "--format", "json", env=env).stdout)
+        assert [(c["path"], c["status"]) for c in data["changed_files"]] == [
+            (str(project / "calc.py"), "changed"),
+            (str(project / "helpers.py"), "added"),
+            (str(project / "legacy.py"), "removed"),
+        ]
+
+    def test_all_specs_pass_rate(self, tmp_path: Path) -> None:
+        env = {"GENESIS_LOG_DIR": str(tmp_path / "logs")}
+        three_iterations(tmp_path, env)
+        cli("run", "--spec", "never", "--iteration", "1", "--",
+            sys.executable, "-c", "raise SystemExit('boom: no config')", env=env)  # fmt: skip
+        page = tmp_path / "all.html"
+        assert cli("report", "--all", "--html", str(page), env=env).returncode == 0
+        seen, requests, _ = render(page, tmp_path / "profile")
+        assert requests == [page.as_uri()]
+        assert [(row[0], row[3]) for row in seen["rows"]] == [
+            ("spec", "pass rate"),
+            ("flip", "33% (1 of 3 runs)"),
+            ("never", "0% (0 of 1 runs)"),
+        ]
+        # A red run without per-test records: the line of its own output.
+        data = json.loads(cli("report", "never", "--format", "json", env=env).stdout)
+        assert data["failures"] == [{"test": "", "line": "boom: no config", "iterations": [1]}]
+
+
+def large_store(directory: Path, iterations: int, failing: int, green: int) -> None:
+    """Records as the loop writes them: ``failing`` tests that each fail once, ``green``
+    tests that never fail, and a failing record of another kind (a subtest)."""
+    from genesis_logging._codec import row_to_json_line
+
+    directory.mkdir()
+    started = 1_764_300_000_000
+    with open(directory / "genesis-big-1.jsonl", "w", encoding="utf-8") as out:
+        for i in range(1, iterations + 1):
+            names = [f"test_f{t:02}" for t in range(failing)] + [
+                f"test_g{t}" for t in range(green)
+            ]
+            for t, name in enumerate(names):
+                failed = t < failing and i == 1 + t % iterations
+                out.write(row_to_json_line({
+                    "timestamp": started + i * 1000 + t, "spec_id": "big", "iteration": i,
+                    "logger": "genesis.pytest", "duration_ms": 5, "message": name,
+                    "stderr": f"E   assert {t} == -1" if failed else "",
+                    "attributes": {"kind": "test", "test": f"test_big.py::{name}",
+                                   "outcome": "failed" if failed else "passed", "code_hash": ""},
+                }))  # fmt: skip
+            out.write(row_to_json_line({
+                "timestamp": started + i * 1000 + 900, "spec_id": "big", "iteration": i,
+                "logger": "genesis.pytest", "duration_ms": 1, "message": "subtest",
+                "stderr": "E   assert 1 == 2",
+                "attributes": {"kind": "subtest", "test": "test_big.py::test_sub [x=1]",
+                               "outcome": "failed", "code_hash": ""},
+            }))  # fmt: skip
+            out.write(row_to_json_line({
+                "timestamp": started + i * 1000 + 999, "spec_id": "big", "iteration": i,
+                "logger": "genesis.run", "exit_code": int(i <= failing), "message": "run",
+                "duration_ms": 1000 + 12 * i, "attributes": {"code_hash": ""},
+            }))  # fmt: skip
+
+
+def test_large_spec_is_bounded(tmp_path: Path) -> None:
+    """A long loop on a large suite: capped columns and rows, each cut said in words."""
+    env = {"GENESIS_LOG_DIR": str(tmp_path / "logs")}
+    large_store(tmp_path / "logs", iterations=75, failing=50, green=10)
+    page = tmp_path / "big.html"
+    done = cli("report", "big", "--html", str(page), env=env)
+    assert done.returncode == 0, done.stderr
+    seen, _, _ = render(page, tmp_path / "profile")
+    grid = {row[0]: row[1:] for row in seen["grid"]}
+    assert grid["iteration"] == [
+        *(str(i) for i in range(1, 11)),
+        "… 15 …",
+        *(str(i) for i in range(26, 76)),
+    ]
+    assert grid["duration"][:2] == ["1.0 s", "1.0 s"]
+    # The grid scrolls sideways and opens on the latest iterations.
+    assert seen["inView"][-1] == "75"
+    assert "1" not in seen["inView"]
+    assert grid["duration"][-1] == "1.9 s"
+    tests = [row for row in seen["grid"] if row[0] and row[0].startswith("test_big.py::")]
+    # The 40 that failed most recently; test_f49 failed in iteration 50.
+    assert [row[0] for row in tests] == [f"test_big.py::test_f{t:02}" for t in range(49, 9, -1)]
+    assert tests[0][1 + 10 + 1 + (50 - 26)] == "✘"
+    assert "10 more tests failed at least once" in seen["body"]
+    assert "10 tests never failed (not shown)" in seen["body"]
+    assert "15 iterations between 10 and the latest 50 not shown" in seen["body"]
+    assert len(seen["failures"]) == 1 + 30
+    assert seen["failures"][1][1:] == ["50", "assert 49 == -1"]
+    assert "20 more failures not shown." in seen["body"]
 
 
 @pytest.mark.integration

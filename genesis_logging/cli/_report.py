@@ -17,7 +17,14 @@ from genesis_logging.report import (
     render_terminal,
 )
 
-from ._common import CommandError, add_format_option, describe, open_log_store, store_options
+from ._common import (
+    CommandError,
+    add_format_option,
+    describe,
+    open_log_store,
+    require_spec,
+    store_options,
+)
 
 __all__ = ["add_report_commands"]
 
@@ -38,7 +45,10 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
             page = render_summaries_html(summaries) if args.html else ""
             data: Any = [{**s.__dict__, "pass_rate": s.pass_rate} for s in summaries]
         else:
-            report = build_report(store, args.spec)
+            require_spec(store, args.spec)  # a typo is an error, not an empty report
+            # The terminal shows no code: it reads none.
+            wants_code = bool(args.html) or args.format == "json"
+            report = build_report(store, args.spec, with_changes=wants_code)
             text = render_terminal(report, colour=_colour(out))
             page = render_html(report) if args.html else ""
             data = report.as_json()
