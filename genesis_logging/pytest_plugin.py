@@ -35,12 +35,16 @@ from typing import Any, Final
 
 import pytest
 
+from ._values import safe_repr
+
 __all__ = ["OUTPUT_LIMIT", "TestRecorder"]
 
 LOGGER_NAME: Final = "genesis.pytest"
 #: Characters kept of a test's failure text and of its captured output.
 OUTPUT_LIMIT: Final = 64 * 1024
 _FAILED: Final = frozenset({"failed", "error"})
+#: Characters kept of each subtest parameter's ``repr`` (pytest's own ``saferepr`` size).
+_PARAM_LIMIT: Final = 240
 #: The categories every summary record carries, zero or not.
 _ALWAYS: Final = (
     "passed", "failed", "error", "skipped", "xfailed", "xpassed", "subtests passed"
@@ -112,13 +116,25 @@ def _subtest_context(report: pytest.TestReport) -> Any:
     return context
 
 
+def _params(context: Any) -> dict[str, str]:
+    """A subtest's parameters as pytest 9 reports them: each value's (bounded) ``repr``.
+
+    pytest 9 has made them strings already; pytest-subtests hands the values themselves.
+    """
+    params = {}
+    for key, value in context.kwargs.items():
+        text = value if isinstance(value, str) else safe_repr(value)
+        params[str(key)] = text if len(text) <= _PARAM_LIMIT else f"{text[:_PARAM_LIMIT]}…"
+    return params
+
+
 def _describe(context: Any) -> str:
     """A subtest as pytest names it: ``[msg] (a=1, b=2)``, or ``(<subtest>)``."""
     parts = []
     if context.msg is not None:
         parts.append(f"[{context.msg}]")
     if context.kwargs:
-        parts.append("(" + ", ".join(f"{k}={v}" for k, v in context.kwargs.items()) + ")")
+        parts.append("(" + ", ".join(f"{k}={v}" for k, v in _params(context).items()) + ")")
     return " ".join(parts) or "(<subtest>)"
 
 
@@ -241,7 +257,7 @@ class TestRecorder:
                 "test": report.nodeid,
                 "subtest": described,
                 "subtest_msg": "" if context.msg is None else str(context.msg),
-                "subtest_params": dict(context.kwargs),
+                "subtest_params": _params(context),
                 "outcome": outcome,
                 "phase": report.when,
                 "duration_ms": round(report.duration * 1000),

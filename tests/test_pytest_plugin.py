@@ -152,6 +152,17 @@ def test_unreachable():
     pass
 """
 
+#: pytest 9 counts subtests itself; before, the pytest-subtests plugin did, a little apart
+#: (it counts a fixture test with a failing subtest as passed, and always prints passing
+#: subtests). The counts must match either way; the exact lines below are pytest 9's.
+PYTEST_9 = int(pytest.__version__.split(".")[0]) >= 9
+
+
+def needs_subtests() -> None:
+    if not PYTEST_9:
+        pytest.importorskip("pytest_subtests", reason="subtests need pytest 9 or pytest-subtests")
+
+
 _SUMMARY = re.compile(
     r"^(?:=+ )?(?P<counts>.+?) in \d+\.\d+s(?: \([0-9:]+\))?(?: =+)?$", re.MULTILINE
 )
@@ -242,11 +253,13 @@ class TestSubtests:
     """Both kinds of subtests: each failure is a record, the test is failed, counts exact."""
 
     def test_each_failing_subtest_is_a_record(self, tmp_path: Path) -> None:
+        needs_subtests()
         done, records = run(tmp_path, {"test_sub.py": SUBTESTS}, "-q")
         assert done.returncode == 1, done.stdout + done.stderr
         summary = summary_of(records)
         assert_counts_match(done, summary)
-        assert pytest_line(done.stdout) == "3 failed, 4 passed, 8 subtests passed"
+        if PYTEST_9:
+            assert pytest_line(done.stdout) == "3 failed, 4 passed, 8 subtests passed"
         assert (summary["subtests_failed"], summary["subtests_passed"]) == ("2", "8")
 
         subtests = [r for r in records if r["kind"] == "subtest"]
@@ -291,14 +304,18 @@ class TestSubtests:
     def test_quiet_subtest_passes_are_still_counted(self, tmp_path: Path) -> None:
         """At pytest's default verbosity its line leaves passing subtests out; so does
         ``tests_subtests_passed``, while ``subtests_passed`` counts them anyway."""
+        needs_subtests()
         done, records = run(tmp_path, {"test_sub.py": SUBTESTS})
         summary = summary_of(records)
         assert_counts_match(done, summary)
-        assert pytest_line(done.stdout) == "3 failed, 4 passed"
-        assert (summary["tests_subtests_passed"], summary["subtests_passed"]) == ("0", "8")
+        assert summary["subtests_passed"] == "8"
+        if PYTEST_9:
+            assert pytest_line(done.stdout) == "3 failed, 4 passed"
+            assert summary["tests_subtests_passed"] == "0"
 
     def test_the_loop_reads_the_failing_unittest_test(self, tmp_path: Path) -> None:
         """Through the store the loop reads (chDB): failed, with the subtest's assertion."""
+        needs_subtests()
         done, _ = run(tmp_path, {"test_sub.py": SUBTESTS}, "-q")
         assert done.returncode == 1
         store = LocalStore(tmp_path / "logs")
@@ -439,6 +456,7 @@ class TestXdist:
 
     def test_counts_match_under_xdist(self, tmp_path: Path) -> None:
         pytest.importorskip("xdist")
+        needs_subtests()
         files = {
             "test_sub.py": SUBTESTS,
             "test_outcomes.py": OUTCOMES,
@@ -448,10 +466,11 @@ class TestXdist:
         assert done.returncode == 1, done.stdout + done.stderr
         summary = summary_of(records)
         assert_counts_match(done, summary)
-        assert pytest_line(done.stdout) == (
-            "5 failed, 7 passed, 3 skipped, 1 xfailed, 1 xpassed, 1 warning, 3 errors, "
-            "8 subtests passed"
-        )
+        if PYTEST_9:
+            assert pytest_line(done.stdout) == (
+                "5 failed, 7 passed, 3 skipped, 1 xfailed, 1 xpassed, 1 warning, 3 errors, "
+                "8 subtests passed"
+            )
         assert summary["subtests_failed"] == "2"
         assert len([r for r in records if r["kind"] == "subtest"]) == 2
         tests = by_test(records)
