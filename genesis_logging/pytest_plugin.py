@@ -26,9 +26,11 @@ What is recorded (``docs/tdd-loop.md`` shows each case):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -159,6 +161,7 @@ class TestRecorder:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.logger = logging.getLogger(LOGGER_NAME)
+        self.sinks: list[logging.Handler] = []
         self.handlers = self._handlers()
         self.tests: dict[str, _Test] = {}
         #: pytest's summary categories ("failed", "subtests passed", …) → reports counted.
@@ -171,24 +174,47 @@ class TestRecorder:
         self.code_hash = os.environ.get("GENESIS_CODE_HASH", "")
 
     def _handlers(self) -> list[logging.Handler]:
+        """Where records go: the genesis handlers the root logger has, else our own.
+
+        Records are handed to these handlers directly (:meth:`_emit`), not through the
+        logger tree, and our own handlers are kept off the list ``dictConfig`` and
+        ``logging.shutdown`` close: the code under test may reconfigure, disable or shut
+        logging down without silencing the record of its own run.
+        """
         # Imported here: every pytest run loads this module; only active runs need these.
         from .handler import ClickHouseHandler
         from .store import LocalStoreHandler
 
         root = logging.getLogger()
-        if any(isinstance(h, (ClickHouseHandler, LocalStoreHandler)) for h in root.handlers):
-            return []  # configured already: records propagate there
+        configured: list[logging.Handler] = [
+            h for h in root.handlers if isinstance(h, (ClickHouseHandler, LocalStoreHandler))
+        ]
+        if configured:
+            self.sinks = configured
+            return []  # the application's: it closes them
         handlers: list[logging.Handler] = []
         if os.environ.get("GENESIS_LOG_DIR"):
             handlers.append(LocalStoreHandler())
         if os.environ.get("CLICKHOUSE_URL") or os.environ.get("CLICKHOUSE_HOST"):
             handlers.append(ClickHouseHandler())
-        for handler in handlers:
-            self.logger.addHandler(handler)
-        if handlers:
-            self.logger.propagate = False
-        self.logger.setLevel(logging.INFO)
+        with contextlib.suppress(AttributeError, ValueError):
+            for handler in handlers:  # closed at the session's end, by us only
+                logging._handlerList.remove(weakref.ref(handler))  # type: ignore[attr-defined]
+        self.sinks = handlers
         return handlers
+
+    def _emit(self, level: int, message: str, *args: Any, extra: dict[str, Any]) -> None:
+        """One record to every sink, whatever the logger tree says now; without sinks
+        (``--genesis-log`` with no store), through the logger as any record."""
+        record = self.logger.makeRecord(
+            LOGGER_NAME, level, __file__, 0, message, args, None, extra=extra
+        )
+        if not self.sinks:
+            self.logger.handle(record)
+            return
+        for sink in self.sinks:
+            if level >= sink.level:
+                sink.handle(record)
 
     # -- counting as pytest's terminal does ------------------------------------------------
 
@@ -247,7 +273,8 @@ class TestRecorder:
         text = report.longreprtext
         if sum(map(len, test.subtest_texts)) < OUTPUT_LIMIT:
             test.subtest_texts.append(f"{described}\n{text}")
-        self.logger.error(
+        self._emit(
+            logging.ERROR,
             "subtest %s: %s %s",
             outcome,
             report.nodeid,
@@ -296,7 +323,7 @@ class TestRecorder:
         }
         if test.subtests:
             extra.update({f"subtests_{k}": n for k, n in sorted(test.subtests.items())})
-        self.logger.log(
+        self._emit(
             logging.ERROR if failed else logging.INFO,
             "test %s: %s",
             outcome,
@@ -330,7 +357,7 @@ class TestRecorder:
             for c in (*_ALWAYS, *self.categories)
         }
         stop_reason = self.interruption or str(session.shouldfail or session.shouldstop or "")
-        self.logger.log(
+        self._emit(
             logging.INFO if int(exitstatus) == 0 and not self.interruption else logging.ERROR,
             "test session: %s",
             self._summary_line(),
@@ -349,4 +376,3 @@ class TestRecorder:
         )
         for handler in self.handlers:
             handler.close()
-            self.logger.removeHandler(handler)

@@ -476,3 +476,48 @@ class TestXdist:
         tests = by_test(records)
         assert tests["test_sub.py::TestUnit::test_subtest_fails"]["outcome"] == "failed"
         assert len(tests) == 16
+
+
+RECONFIGURES = """
+import logging
+import logging.config
+
+def test_before():
+    pass
+
+def test_reconfigures_logging():
+    # disable_existing_loggers defaults to True: every existing logger is disabled and
+    # every handler logging knows is closed
+    logging.config.dictConfig({"version": 1, "root": {"level": "WARNING", "handlers": []}})
+
+def test_fails_after():
+    assert 1 == 2
+
+def test_disables_logging():
+    logging.disable(logging.CRITICAL)
+
+def test_after():
+    pass
+"""
+
+
+class TestCodeUnderTestCannotSilenceIt:
+    """Issue 20.4: a test calling ``dictConfig`` disabled the plugin's logger and closed its
+    handler: 4 of 10 records kept, the failing test and the summary among those lost."""
+
+    def test_every_record_survives_reconfiguration(self, tmp_path: Path) -> None:
+        done, records = run(tmp_path, {"test_reconfigure.py": RECONFIGURES}, "-q")
+        assert done.returncode == 1, done.stdout + done.stderr
+        tests = by_test(records)
+        assert sorted(tests) == [
+            f"test_reconfigure.py::{name}"
+            for name in (
+                "test_after",
+                "test_before",
+                "test_disables_logging",
+                "test_fails_after",
+                "test_reconfigures_logging",
+            )
+        ]
+        assert tests["test_reconfigure.py::test_fails_after"]["outcome"] == "failed"
+        assert_counts_match(done, summary_of(records))
