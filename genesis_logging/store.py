@@ -352,13 +352,15 @@ class TableColumns:
         self.missing = [field.name for field in FIELDS if field.name not in self.types]
 
     def column(self, name: str) -> str:
-        if name in self.types:
-            return quote_identifier(name)
         if name == "logger":
-            return (
+            told = (
                 f"multiIf(match(message, {quote_string(_RUN_MESSAGE)}), 'genesis.run', "
                 f"match(message, {quote_string(_TEST_MESSAGE)}), 'genesis.pytest', '')"
             )
+            # Rows stored before an ALTER added the column hold '' there: told as well.
+            return f"if(logger != '', logger, {told})" if "logger" in self.types else told
+        if name in self.types:
+            return quote_identifier(name)
         field = FIELDS_BY_NAME.get(name)
         if field is not None and field.kind in (Kind.UINT32, Kind.INT32):
             return "0"
@@ -370,10 +372,20 @@ class TableColumns:
         """``attributes['k']`` on a Map column; on a String column (JSON text, an old
         server's), the JSON key; without the column, what the message tells."""
         kind = self.types.get("attributes")
+        stored = None
         if kind is not None and kind.startswith("Map"):
-            return f"attributes[{quote_string(name)}]"
-        if kind is not None:
-            return f"visitParamExtractString(attributes, {quote_string(name)})"
+            stored = f"attributes[{quote_string(name)}]"
+        elif kind is not None:
+            stored = f"visitParamExtractString(attributes, {quote_string(name)})"
+        told = self._told(name)
+        if stored is not None and told is not None:
+            # Rows stored before an ALTER added the column have no attributes: told.
+            return f"if({stored} != '', {stored}, {told})"
+        return stored or told or "''"
+
+    @staticmethod
+    def _told(name: str) -> str | None:
+        """What the pytest plugin's message tells of attribute ``name``, if anything."""
         test, session = quote_string(_TEST_MESSAGE), quote_string(_SESSION_MESSAGE)
         is_test = f"match(message, {test}) AND NOT match(message, {session})"
         if name == "kind":
@@ -382,7 +394,7 @@ class TableColumns:
             return f"if({is_test}, replaceRegexpOne(message, {test}, ''), '')"
         if name == "outcome":
             return f"if({is_test}, extract(message, '^test ([a-z]+): '), '')"
-        return "''"
+        return None
 
     def notice(self, table: str, alters: Sequence[str]) -> str | None:
         """What the loop gives up on this table and the statements that add the rest."""
