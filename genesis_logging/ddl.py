@@ -126,7 +126,7 @@ def column_definition(field: Field, profile: str = "default") -> str:
 
 #: Comments that say how the legacy profile's types differ from the schema's.
 _LEGACY_DOCS: Final = {
-    Kind.TIMESTAMP: "when it was logged: UTC, whole seconds (this server has no DateTime64)",
+    Kind.TIMESTAMP: "when it was logged: UTC, whole seconds",
     Kind.STRING_MAP: "every other field as JSON text: outcome, test, kind, code_hash ... "
     "(read one with visitParamExtractString(attributes, 'test'))",
 }

@@ -43,6 +43,13 @@ class TestSchemaCommand:
         assert "TTL timestamp + INTERVAL 30 DAY" in result.stdout
         assert result.stdout.count("ADD INDEX IF NOT EXISTS") == 2
 
+    def test_legacy_profile(self) -> None:
+        result = cli("schema", "--profile", "legacy")
+        assert result.returncode == 0
+        assert "timestamp DateTime('UTC') DEFAULT now()" in result.stdout
+        assert "DateTime64" not in result.stdout
+        assert "TTL" not in result.stdout
+
     def test_cluster_and_readonly_user(self) -> None:
         result = cli("schema", "--cluster", "prod", "--readonly-user", "genesis_readonly")
         assert "ReplicatedMergeTree" in result.stdout
