@@ -19,6 +19,7 @@ from typing import Any, Final
 import pytest
 
 from genesis_logging.loop import load_runs, load_tests
+from genesis_logging.operations import Features, upgrade_statements
 from genesis_logging.schema import FIELDS, SEED_FIELDS
 from genesis_logging.store import QueryResult, TableColumns, select_records, spec_ids
 
@@ -359,29 +360,53 @@ class ChdbTableStore:
         pass
 
 
-class TestTheSpecificationDdlOnTodaysEngine:
-    """The seed's DDL as written, in chDB; the loop's SQL reads it degraded."""
-
-    def test_the_loop_reads_the_seed_table(self, chdb_session: Any, tmp_path: Path) -> None:
-        logs = tmp_path / "logs"
-        Project(tmp_path / "proj").red_then_green("spec_chdb", {"GENESIS_LOG_DIR": str(logs)})
-        lines = [
-            line
-            for path in sorted(logs.glob("*.jsonl*"))
-            for line in path.read_text().splitlines()
-        ]
-        chdb_session.query("CREATE DATABASE IF NOT EXISTS genesis")
-        chdb_session.query("DROP TABLE IF EXISTS genesis.logs SYNC")
-        for statement in SEED_DDL.split(";"):
-            code = "\n".join(
-                line for line in statement.splitlines() if not line.strip().startswith("--")
-            )
-            if code.strip():
-                chdb_session.query(code)
-        chdb_session.query(
-            "INSERT INTO genesis.logs SETTINGS input_format_skip_unknown_fields = 1, "
-            "date_time_input_format = 'best_effort' FORMAT JSONEachRow\n" + "\n".join(lines)
+def seed_table(session: Any) -> None:
+    """``genesis.logs`` by the specification's DDL, statement by statement."""
+    session.query("CREATE DATABASE IF NOT EXISTS genesis")
+    session.query("DROP TABLE IF EXISTS genesis.logs SYNC")
+    for statement in SEED_DDL.split(";"):
+        code = "\n".join(
+            line for line in statement.splitlines() if not line.strip().startswith("--")
         )
+        if code.strip():
+            session.query(code)
+
+
+def insert_lines(session: Any, lines: list[str]) -> None:
+    """Console records into the table: the columns it has (as the handler sends them)."""
+    session.query(
+        "INSERT INTO genesis.logs SETTINGS input_format_skip_unknown_fields = 1, "
+        "date_time_input_format = 'best_effort' FORMAT JSONEachRow\n" + "\n".join(lines)
+    )
+
+
+@pytest.fixture(scope="module")
+def loop_lines(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The records of a real red-then-green loop (local store), as JSON lines."""
+    root = tmp_path_factory.mktemp("seed_loop")
+    Project(root / "proj").red_then_green("spec_chdb", {"GENESIS_LOG_DIR": str(root / "logs")})
+    return [
+        line
+        for path in sorted((root / "logs").glob("*.jsonl*"))
+        for line in path.read_text().splitlines()
+    ]
+
+
+EXPECTED_TESTS: Final = [
+    (1, "test_calc.py::test_add", "failed"),
+    (1, "test_calc.py::test_zero", "passed"),
+    (2, "test_calc.py::test_add", "passed"),
+    (2, "test_calc.py::test_zero", "passed"),
+]
+
+
+class TestTheSpecificationDdlOnTodaysEngine:
+    """The seed's DDL as written, in chDB; the loop's SQL reads it degraded, and reads the
+    rows from before an upgrade once the columns are added."""
+
+    def test_the_loop_reads_the_seed_table(self, chdb_session: Any, loop_lines: list[str]) -> None:
+        seed_table(chdb_session)
+        insert_lines(chdb_session, loop_lines)
         store = ChdbTableStore(chdb_session, "genesis.logs")
         assert store.columns.missing == [f.name for f in FIELDS if not f.seed]
         assert spec_ids(store) == ["spec_chdb"]
@@ -390,13 +415,7 @@ class TestTheSpecificationDdlOnTodaysEngine:
         assert [(r.iteration, r.exit_code) for r in runs] == [(1, 1), (2, 0)]
         assert "return a - b" in runs[0].code
         tests = load_tests(store, "spec_chdb")
-        outcomes = sorted((t.iteration, t.test, t.outcome) for t in tests)
-        assert outcomes == [
-            (1, "test_calc.py::test_add", "failed"),
-            (1, "test_calc.py::test_zero", "passed"),
-            (2, "test_calc.py::test_add", "passed"),
-            (2, "test_calc.py::test_zero", "passed"),
-        ]
+        assert sorted((t.iteration, t.test, t.outcome) for t in tests) == EXPECTED_TESTS
         (failed,) = [t for t in tests if t.failed]
         assert "assert -1 == 3" in failed.text
         kinds = store.query(
@@ -404,4 +423,27 @@ class TestTheSpecificationDdlOnTodaysEngine:
             "FROM genesis.logs GROUP BY kind ORDER BY kind"
         )
         assert kinds.rows == [("", 2), ("test", 4), ("test_summary", 2)]
+        chdb_session.query("DROP TABLE genesis.logs SYNC")
+
+    def test_rows_from_before_the_alter_still_read(
+        self, chdb_session: Any, loop_lines: list[str]
+    ) -> None:
+        red = [line for line in loop_lines if json.loads(line)["iteration"] == 1]
+        green = [line for line in loop_lines if json.loads(line)["iteration"] == 2]
+        seed_table(chdb_session)
+        insert_lines(chdb_session, red)
+        missing = [f for f in FIELDS if not f.seed]
+        for statement in upgrade_statements(
+            "genesis", "logs", missing, Features.from_version("26.1")
+        ):
+            chdb_session.query(statement)
+        insert_lines(chdb_session, green)  # now with logger and a Map of attributes
+        store = ChdbTableStore(chdb_session, "genesis.logs")
+        assert store.columns.missing == []
+        assert store.columns.types["attributes"].startswith("Map")
+        runs = load_runs(store, "spec_chdb")
+        assert [(r.iteration, r.exit_code) for r in runs] == [(1, 1), (2, 0)]
+        assert runs[1].snapshot_files  # stored in attributes since the upgrade
+        tests = load_tests(store, "spec_chdb")
+        assert sorted((t.iteration, t.test, t.outcome) for t in tests) == EXPECTED_TESTS
         chdb_session.query("DROP TABLE genesis.logs SYNC")
