@@ -17,11 +17,19 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
+from clickhouse_driver.errors import ServerException
 
 from genesis_logging.loop import load_runs, load_tests
 from genesis_logging.operations import Features, upgrade_statements
 from genesis_logging.schema import FIELDS, SEED_FIELDS
-from genesis_logging.store import QueryResult, TableColumns, select_records, spec_ids
+from genesis_logging.settings import ConnectionSettings
+from genesis_logging.store import (
+    QueryResult,
+    TableColumns,
+    select_records,
+    server_error_cause,
+    spec_ids,
+)
 
 from .clickhouse_server import (
     READER_PASSWORD,
@@ -447,3 +455,40 @@ class TestTheSpecificationDdlOnTodaysEngine:
         tests = load_tests(store, "spec_chdb")
         assert sorted((t.iteration, t.test, t.outcome) for t in tests) == EXPECTED_TESTS
         chdb_session.query("DROP TABLE genesis.logs SYNC")
+
+
+class TestCauses:
+    """What a current server's refusals read as (18.16 has no RBAC to produce them)."""
+
+    SETTINGS: Final = ConnectionSettings.resolve(
+        url="clickhouse://reader:Secret-Pa55@db.internal:9000/genesis", environ={}
+    )
+
+    @pytest.mark.parametrize(
+        ("code", "text", "expected"),
+        [
+            (
+                497,
+                "DB::Exception: reader: Not enough privileges. To execute this query, it's "
+                "necessary to have the grant SELECT(message) ON genesis.logs",
+                "user reader may not read genesis.logs (reader: Not enough privileges.",
+            ),
+            (
+                516,
+                "DB::Exception: reader: Authentication failed: password is incorrect, or there "
+                "is no user with such name.",
+                "cannot log in as reader: wrong password or no such user",
+            ),
+            (
+                291,
+                "DB::Exception: Access denied to database default for user reader",
+                "user reader may not use database genesis",
+            ),
+        ],
+    )
+    def test_each_refusal_names_its_cause(self, code: int, text: str, expected: str) -> None:
+        error = ServerException(f"{text} Secret-Pa55. Stack trace:\n0. x", code)
+        cause = server_error_cause(error, self.SETTINGS, "genesis.logs")
+        assert expected in cause
+        assert "Secret-Pa55" not in cause
+        assert "Stack trace" not in cause
