@@ -1,10 +1,13 @@
 """DDL for ``genesis.logs``, rendered from the one record schema.
 
-Two profiles. ``seed`` is the specification's DDL as written (§3.4: its 14 columns,
+Three profiles. ``seed`` is the specification's DDL as written (§3.4: its 14 columns,
 ``ORDER BY (timestamp, spec_id)``, the 90-day TTL, two skip indexes). ``default`` keeps
 every column name and adds ``logger``, ``exception`` and ``attributes``, tuned for what
 the assistant runs: ``WHERE spec_id = … ORDER BY timestamp DESC`` and time ranges.
-``docs/schema.md`` gives the reason for each choice.
+``legacy`` is ``default``'s columns in the types every server has (Debian's 18.16
+included): ``DateTime`` in seconds, ``attributes`` as JSON text (what the handler writes
+to such a column), no TTL, codecs or skip indexes. ``docs/schema.md`` gives the reason
+for each choice.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ __all__ = [
     "column_definition",
     "create_database_sql",
     "create_table_sql",
+    "legacy_type",
     "quote_identifier",
     "quote_string",
     "readonly_user_statements",
@@ -28,7 +32,7 @@ __all__ = [
     "view_statements",
 ]
 
-PROFILES: Final = ("default", "seed")
+PROFILES: Final = ("default", "seed", "legacy")
 
 _PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -100,6 +104,9 @@ def column_definition(field: Field, profile: str = "default") -> str:
     if profile == "seed":
         ch_type = field.clickhouse_type
         suffix = ""
+    elif profile == "legacy":
+        ch_type = legacy_type(field)
+        suffix = ""
     else:
         ch_type = _tuned_type(field)
         suffix = ""
@@ -107,12 +114,31 @@ def column_definition(field: Field, profile: str = "default") -> str:
             suffix = " CODEC(ZSTD(3))"
         elif field.kind is Kind.STRING_MAP:
             suffix = " CODEC(ZSTD(1))"
-    suffix += f" COMMENT {quote_string(field.doc)}"  # what list_tables shows the assistant
+    doc = _LEGACY_DOCS.get(field.kind, field.doc) if profile == "legacy" else field.doc
+    suffix += f" COMMENT {quote_string(doc)}"  # what list_tables shows the assistant
     if field.kind is Kind.TIMESTAMP:
-        return f"{field.name} {ch_type} DEFAULT now64(3){suffix}"
+        now = "now()" if profile == "legacy" else "now64(3)"
+        return f"{field.name} {ch_type} DEFAULT {now}{suffix}"
     if field.name == "service":
         return f"{field.name} {ch_type} DEFAULT {quote_string(str(field.default))}{suffix}"
     return f"{field.name} {ch_type}{suffix}"
+
+
+#: Comments that say how the legacy profile's types differ from the schema's.
+_LEGACY_DOCS: Final = {
+    Kind.TIMESTAMP: "when it was logged: UTC, whole seconds",
+    Kind.STRING_MAP: "every other field as JSON text: outcome, test, kind, code_hash ... "
+    "(read one with visitParamExtractString(attributes, 'test'))",
+}
+
+
+def legacy_type(field: Field) -> str:
+    """The type of ``field`` on a server without ``DateTime64``, ``Map`` or ``LowCardinality``."""
+    if field.kind is Kind.TIMESTAMP:
+        return "DateTime('UTC')"
+    if field.kind is Kind.STRING_MAP:
+        return "String"  # JSON text, as the handler writes a map to a String column
+    return field.clickhouse_type
 
 
 def _tuned_type(field: Field) -> str:
@@ -133,7 +159,7 @@ def create_database_sql(database: str = "genesis", cluster: str | None = None) -
 
 def _engine(spec: TableSpec, local_table: str) -> str:
     if not spec.cluster:
-        return "MergeTree()" if spec.profile == "seed" else "MergeTree"
+        return "MergeTree" if spec.profile == "default" else "MergeTree()"
     path = f"/clickhouse/tables/{{shard}}/{spec.database}/{local_table}"
     return f"ReplicatedMergeTree({quote_string(path)}, '{{replica}}')"
 
@@ -161,6 +187,14 @@ def _create_table(spec: TableSpec, table: str) -> str:
             f" ENGINE = {_engine(spec, table)}\n"
             "ORDER BY (timestamp, spec_id)\n"
             f"TTL timestamp + INTERVAL {spec.ttl_days} DAY"
+        )
+    if spec.profile == "legacy":  # no TTL, skip indexes or table settings before 19.6
+        body = ",\n    ".join(lines)
+        return (
+            f"CREATE TABLE IF NOT EXISTS {target}{spec.on_cluster} (\n    {body}\n)"
+            f" ENGINE = {_engine(spec, table)}\n"
+            "PARTITION BY toYYYYMM(timestamp)\n"
+            "ORDER BY (spec_id, timestamp)"
         )
     indexes = [
         f"INDEX {name} {column} TYPE {kind} GRANULARITY {granularity}"
@@ -203,7 +237,11 @@ def render_statements(spec: TableSpec) -> list[str]:
             f"{quote_identifier(spec.database)}, {quote_identifier(local)}, rand())"
         )
     if spec.profile != "seed":  # the seed profile is the specification's table, nothing more
-        statements.extend(view_statements(spec.database, spec.table, spec.cluster))
+        statements.extend(
+            view_statements(
+                spec.database, spec.table, spec.cluster, json_attributes=spec.profile == "legacy"
+            )
+        )
     return statements
 
 
@@ -212,13 +250,19 @@ EXCERPT_CHARS: Final = 2000
 
 
 def view_statements(
-    database: str = "genesis", table: str = "logs", cluster: str | None = None
+    database: str = "genesis",
+    table: str = "logs",
+    cluster: str | None = None,
+    *,
+    json_attributes: bool = False,
 ) -> list[str]:
     """Views for the questions an assistant asks, over ``database.table``.
 
     ``failures``: every failing run and test, with bounded excerpts (the end of stderr and
     stdout) instead of megabytes of text. ``last_iterations``: each spec's latest run.
     ``flaky_tests``: tests that passed and failed on the same code (the same code hash).
+    With ``json_attributes`` the ``attributes`` column is JSON text and the SQL is what
+    old servers run (the legacy profile).
     """
     on_cluster = f" ON CLUSTER {quote_identifier(cluster)}" if cluster else ""
     db, source = (
@@ -226,7 +270,17 @@ def view_statements(
         f"{quote_identifier(database)}.{quote_identifier(table)}",
     )
 
+    def attribute(key: str) -> str:
+        if json_attributes:
+            return f"visitParamExtractString(attributes, {quote_string(key)})"
+        return f"attributes[{quote_string(key)}]"
+
     def tail(column: str) -> str:
+        if json_attributes:  # 18.16's substringUTF8 takes constant offsets only
+            return (
+                f"reverseUTF8(substringUTF8(reverseUTF8({column}), 1, {EXCERPT_CHARS})) "
+                f"AS {column}_tail"
+            )
         return (
             f"substringUTF8({column}, toUInt64(greatest(1, toInt64(lengthUTF8({column})) - "
             f"{EXCERPT_CHARS - 1}))) AS {column}_tail"
@@ -242,10 +296,10 @@ def view_statements(
         "max(timestamp) AS last_run_at, count() AS runs "
         f"FROM {source} WHERE logger = 'genesis.run' GROUP BY spec_id",
         f"CREATE VIEW IF NOT EXISTS {db}.flaky_tests{on_cluster} AS SELECT spec_id, "
-        "attributes['test'] AS test, attributes['code_hash'] AS code_hash, "
-        "groupUniqArray(attributes['outcome']) AS outcomes, groupUniqArray(iteration) AS "
-        f"iterations FROM {source} WHERE logger = 'genesis.pytest' AND attributes['kind'] = "
-        "'test' AND attributes['code_hash'] != '' GROUP BY spec_id, test, code_hash "
+        f"{attribute('test')} AS test, {attribute('code_hash')} AS code_hash, "
+        f"groupUniqArray({attribute('outcome')}) AS outcomes, groupUniqArray(iteration) AS "
+        f"iterations FROM {source} WHERE logger = 'genesis.pytest' AND {attribute('kind')} = "
+        f"'test' AND {attribute('code_hash')} != '' GROUP BY spec_id, test, code_hash "
         "HAVING has(outcomes, 'passed') AND (has(outcomes, 'failed') OR has(outcomes, 'error'))",
     ]
 

@@ -11,13 +11,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .ddl import column_definition, quote_identifier, quote_string
+from .ddl import column_definition, legacy_type, quote_identifier, quote_string
 from .schema import FIELDS, Field, Kind
 
 __all__ = [
     "FEATURES",
+    "LEGACY_PROFILE",
     "DoctorReport",
     "Features",
+    "best_profile",
     "compatibility",
     "diagnose",
     "missing_features",
@@ -42,7 +44,13 @@ FEATURES: Final = {
 PROFILE_NEEDS: Final = {
     "seed": ("DateTime64", "TTL", "skip indexes"),
     "default": ("DateTime64", "TTL", "LowCardinality", "Map", "skip indexes"),
+    "legacy": (),
 }
+#: What a person is told the legacy profile gives up.
+LEGACY_PROFILE: Final = (
+    "timestamps in whole seconds, attributes as JSON text, no codecs, skip indexes or TTL: "
+    "drop old months with ALTER TABLE … DROP PARTITION"
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,11 @@ def missing_features(features: Features, profile: str, *, users: bool = False) -
     """The features ``profile`` (and the read-only user, if wanted) need but lack."""
     needs = list(PROFILE_NEEDS[profile]) + (["users"] if users else [])
     return [name for name in needs if not features.has(name)]
+
+
+def best_profile(features: Features) -> str:
+    """``default`` where the server has what it needs, else ``legacy`` (every server)."""
+    return "default" if not missing_features(features, "default") else "legacy"
 
 
 def _base_type(column_type: str) -> str:
@@ -114,14 +127,6 @@ def compatibility(field: Field, column_type: str) -> tuple[str, str | None]:
     return "incompatible", f"{column_type} cannot hold {field.clickhouse_type}"
 
 
-def _legacy_type(field: Field) -> str:
-    if field.kind is Kind.TIMESTAMP:
-        return "DateTime"
-    if field.kind is Kind.STRING_MAP:
-        return "String"
-    return field.clickhouse_type
-
-
 def upgrade_statements(
     database: str, table: str, missing: Sequence[Field], features: Features
 ) -> list[str]:
@@ -133,7 +138,7 @@ def upgrade_statements(
         if features.has("Map") and features.has("LowCardinality"):
             definition = column_definition(field_, "default")
         else:
-            definition = f"{field_.name} {_legacy_type(field_)}"
+            definition = f"{field_.name} {legacy_type(field_)}"
         statements.append(f"ALTER TABLE {target} ADD COLUMN{if_not_exists} {definition}")
     return statements
 
@@ -169,7 +174,13 @@ class DoctorReport:
 
 
 def diagnose(
-    query: Query, version: str, database: str, table: str, *, can_insert: Callable[[], str | None]
+    query: Query,
+    version: str,
+    database: str,
+    table: str,
+    *,
+    can_insert: Callable[[], str | None],
+    init_command: str = "",
 ) -> DoctorReport:
     """Check a table against the record schema.
 
@@ -177,7 +188,10 @@ def diagnose(
         query: runs one SQL statement, returns rows.
         version: the server's version string.
         can_insert: tries an insert that stores nothing; returns an error text or None.
+        init_command: the ``genesis-logging init …`` that creates the table on this
+            server (it picks the profile the server can hold).
     """
+    init_command = init_command or (f"genesis-logging init --database {database} --table {table}")
     report = DoctorReport()
     features = Features.from_version(version)
     report.add("OK", f"server version {version}")
@@ -185,8 +199,9 @@ def diagnose(
     lacking = missing_features(features, "default")
     if lacking:
         report.add(
-            "WARN",
-            f"this server lacks {', '.join(lacking)}: 'init' cannot create the default profile here",
+            "INFO",
+            f"this server lacks {', '.join(lacking)}: 'init' creates the legacy profile here "
+            f"({LEGACY_PROFILE})",
         )
     if not features.has("insert_deduplication_token"):
         report.add(
@@ -208,10 +223,7 @@ def diagnose(
             else f"table {database}.{table}"
         )
         report.add("FAIL", f"{where} does not exist")
-        hint = f"create it with: genesis-logging init --database {database} --table {table}"
-        if lacking:
-            hint += " (on a server that has the features above)"
-        report.add("INFO", hint)
+        report.add("INFO", f"create it with: {init_command}")
         return report
     report.add("OK", f"table {database}.{table} exists")
     _check_columns(report, {str(n): str(t) for n, t in rows}, database, table, features)

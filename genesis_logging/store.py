@@ -20,7 +20,7 @@ from typing import Any, Final, Protocol
 from .ddl import quote_identifier, quote_string, view_statements
 from .errors import ConfigurationError
 from .formatter import GenesisJsonFormatter
-from .schema import FIELDS, Kind
+from .schema import FIELDS, FIELDS_BY_NAME, Kind
 from .settings import ConnectionSettings
 
 __all__ = [
@@ -29,9 +29,11 @@ __all__ = [
     "QueryResult",
     "ServerStore",
     "Store",
+    "TableColumns",
     "local_log_dir",
     "prepare_mcp_data_path",
     "select_records",
+    "server_error_cause",
     "spec_ids",
 ]
 
@@ -319,21 +321,114 @@ _READING_QUERIES: Final = frozenset(
 )
 
 
+#: How the loop's own records read on a table without ``logger`` / ``attributes`` (the
+#: specification's DDL): by the messages ``run_and_log`` ("run succeeded: …", "run failed
+#: with exit code 1: …") and the pytest plugin ("test failed: NODEID", "test session: …")
+#: write. ClickHouse (re2) regular expressions, the same on 18.16 and today's engine.
+_RUN_MESSAGE: Final = (
+    "^run (succeeded|failed with exit code -?[0-9]+|timed out after [^:]*|could not be started): "
+)
+_TEST_MESSAGE: Final = "^test [a-z]+: "
+_SESSION_MESSAGE: Final = "^test session: "
+_STAND_IN_EFFECTS: Final = {
+    "logger": "runs and tests are told apart by their messages",
+    "attributes": "test names and outcomes are read from the messages; code hashes and "
+    "snapshotted file lists are unknown (verify cannot tell the code, no flaky tests)",
+    "exception": "tracebacks logged with exc_info are not stored",
+}
+
+
+class TableColumns:
+    """What a logs table has, and the SQL of a record column or attribute on it.
+
+    A column the table lacks reads as a stand-in (``''``, ``0``); ``logger`` and the
+    test attributes are read from the messages the loop writes, so the loop's questions
+    still get answers on a table made by the specification's DDL.
+    """
+
+    def __init__(self, described: Sequence[Sequence[Any]]) -> None:
+        self.types = {str(row[0]): str(row[1]) for row in described}
+        #: The record fields the table lacks, in schema order.
+        self.missing = [field.name for field in FIELDS if field.name not in self.types]
+
+    def column(self, name: str) -> str:
+        if name == "logger":
+            told = (
+                f"multiIf(match(message, {quote_string(_RUN_MESSAGE)}), 'genesis.run', "
+                f"match(message, {quote_string(_TEST_MESSAGE)}), 'genesis.pytest', '')"
+            )
+            # Rows stored before an ALTER added the column hold '' there: told as well.
+            return f"if(logger != '', logger, {told})" if "logger" in self.types else told
+        if name in self.types:
+            return quote_identifier(name)
+        field = FIELDS_BY_NAME.get(name)
+        if field is not None and field.kind in (Kind.UINT32, Kind.INT32):
+            return "0"
+        if field is not None and field.kind is Kind.TIMESTAMP:
+            return "toDateTime(0)"
+        return "''"
+
+    def attribute(self, name: str) -> str:
+        """``attributes['k']`` on a Map column; on a String column (JSON text, an old
+        server's), the JSON key; without the column, what the message tells."""
+        kind = self.types.get("attributes")
+        stored = None
+        if kind is not None and kind.startswith("Map"):
+            stored = f"attributes[{quote_string(name)}]"
+        elif kind is not None:
+            stored = f"visitParamExtractString(attributes, {quote_string(name)})"
+        told = self._told(name)
+        if stored is not None and told is not None:
+            # Rows stored before an ALTER added the column have no attributes: told.
+            return f"if({stored} != '', {stored}, {told})"
+        return stored or told or "''"
+
+    @staticmethod
+    def _told(name: str) -> str | None:
+        """What the pytest plugin's message tells of attribute ``name``, if anything."""
+        test, session = quote_string(_TEST_MESSAGE), quote_string(_SESSION_MESSAGE)
+        is_test = f"match(message, {test}) AND NOT match(message, {session})"
+        if name == "kind":
+            return f"multiIf(match(message, {session}), 'test_summary', {is_test}, 'test', '')"
+        if name == "test":
+            return f"if({is_test}, replaceRegexpOne(message, {test}, ''), '')"
+        if name == "outcome":
+            return f"if({is_test}, extract(message, '^test ([a-z]+): '), '')"
+        return None
+
+    def notice(self, table: str, alters: Sequence[str]) -> str | None:
+        """What the loop gives up on this table and the statements that add the rest."""
+        if not self.missing:
+            return None
+        effects = [_STAND_IN_EFFECTS.get(name, f"{name} reads as empty") for name in self.missing]
+        lines = [
+            f"note: {table} has no {', '.join(self.missing)} column, so answers are degraded:",
+            *(f"  - {effect}" for effect in effects),
+            "To store everything from now on (no data is lost), run on the server:",
+            *(f"  {statement};" for statement in alters),
+        ]
+        return "\n".join(lines)
+
+
 class ServerStore:
-    """A ClickHouse server over the native protocol.
+    """A ClickHouse server over the native protocol, in the URL's database.
 
     ``{name:Type}`` parameters become the driver's ``%(name)s`` placeholders, whose
     values the driver escapes (servers as old as 18.16 have no server-side parameters).
+    The table's columns are read once (``DESCRIBE``): a column it lacks reads as a
+    stand-in (:class:`TableColumns`), and :meth:`notice` says what that costs.
     """
 
-    def __init__(self, settings: ConnectionSettings) -> None:
+    def __init__(self, settings: ConnectionSettings, table: str = "logs") -> None:
         from clickhouse_driver import Client
 
         self.settings = settings
         self.name = settings.redacted_url()
-        self.logs = logs_table(settings.database)
-        self._client = Client(**{**settings.client_kwargs(), "database": "default"})
-        self._attributes_type: str | None = None
+        self.table = table
+        self.logs = logs_table(settings.database, table)
+        # The URL's database: a user allowed on that database only must get in.
+        self._client = Client(**settings.client_kwargs())
+        self._columns: TableColumns | None = None
 
     def query(
         self, sql: str, params: dict[str, Any] | None = None, *, readonly: bool = False
@@ -346,21 +441,46 @@ class ServerStore:
         )
         return QueryResult([name for name, _ in types], rows)
 
+    @property
+    def columns(self) -> TableColumns:
+        """The logs table's columns, learned on first use."""
+        if self._columns is None:
+            self._columns = TableColumns(self._client.execute(f"DESCRIBE TABLE {self.logs}"))
+        return self._columns
+
     def attribute(self, name: str) -> str:
-        """``attributes['k']`` on a Map column; on an old server's String column (JSON),
-        the JSON key."""
-        if self._attributes_type is None:
-            described = self._client.execute(f"DESCRIBE TABLE {self.logs}")
-            types = {str(row[0]): str(row[1]) for row in described}
-            self._attributes_type = types.get("attributes", "")
-        if self._attributes_type.startswith("Map"):
-            return f"attributes[{quote_string(name)}]"
-        if self._attributes_type:
-            return f"visitParamExtractString(attributes, {quote_string(name)})"
-        return "''"
+        return self.columns.attribute(name)
 
     def column(self, name: str) -> str:
-        return quote_identifier(name)
+        return self.columns.column(name)
+
+    def check(self) -> None:
+        """Log in, learn the table's columns and try a read; a refusal raises
+        :class:`ConfigurationError` naming its cause (:func:`server_error_cause`)."""
+        try:
+            _ = self.columns
+            self._client.execute(f"SELECT * FROM {self.logs} LIMIT 0")
+        except Exception as error:
+            cause = server_error_cause(error, self.settings, self.logs)
+            raise ConfigurationError(f"cannot read {self.logs} on {self.name}: {cause}") from None
+
+    def upgrade_statements(self) -> list[str]:
+        """The ``ALTER TABLE … ADD COLUMN`` statements for the columns the table lacks."""
+        from .operations import Features, upgrade_statements
+
+        missing = [FIELDS_BY_NAME[name] for name in self.columns.missing]
+        if not missing:
+            return []
+        version = str(self._client.execute("SELECT version()")[0][0])
+        return upgrade_statements(
+            self.settings.database, self.table, missing, Features.from_version(version)
+        )
+
+    def notice(self) -> str | None:
+        """What is missing from the table and how to add it; ``None`` when nothing is."""
+        if not self.columns.missing:
+            return None
+        return self.columns.notice(self.logs, self.upgrade_statements())
 
     def select(
         self,
@@ -378,6 +498,42 @@ class ServerStore:
 
     def close(self) -> None:
         self._client.disconnect()
+
+
+#: Server error codes of a refused login: UNKNOWN_USER, WRONG_PASSWORD,
+#: REQUIRED_PASSWORD, AUTHENTICATION_FAILED.
+_LOGIN_REFUSED: Final = frozenset({192, 193, 194, 516})
+
+
+def server_error_cause(error: BaseException, settings: ConnectionSettings, table: str) -> str:
+    """Why the server refused, in words (never the password), for an error met while
+    logging in or reading ``table``."""
+    from ._report import describe_error
+
+    user, database = settings.user, settings.database
+    code = getattr(error, "code", None)
+    server_text = describe_error(error, secret=settings.password).split("DB::Exception: ")[-1]
+    if isinstance(error, EOFError):  # 18.16 hangs up on a login to a database it refuses
+        return (
+            f"the server closed the connection when {user} logged in to database "
+            f"{database}: {user} may not use {database} (users.xml <allow_databases>, or "
+            "GRANT) or the database does not exist"
+        )
+    if code in _LOGIN_REFUSED:
+        return f"cannot log in as {user}: wrong password or no such user ({server_text})"
+    if code == 195:  # IP_ADDRESS_NOT_ALLOWED
+        return f"user {user} may not log in from this address (users.xml <networks>)"
+    if code == 291:  # DATABASE_ACCESS_DENIED
+        return f"user {user} may not use database {database} ({server_text})"
+    if code == 497:  # ACCESS_DENIED
+        return f"user {user} may not read {table} ({server_text})"
+    if code == 81:  # UNKNOWN_DATABASE
+        return f"database {database} does not exist: create it with 'genesis-logging init'"
+    if code == 60:  # UNKNOWN_TABLE
+        return f"table {table} does not exist: create it with 'genesis-logging init'"
+    if code == 210:  # NETWORK_ERROR
+        return f"cannot reach {settings.host}:{settings.port} ({server_text})"
+    return describe_error(error, secret=settings.password)
 
 
 def open_store(

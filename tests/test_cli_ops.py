@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from genesis_logging.schema import SEED_FIELDS
+from genesis_logging.schema import FIELDS, SEED_FIELDS
 
 from .clickhouse_server import (
     READER_PASSWORD,
@@ -43,6 +43,13 @@ class TestSchemaCommand:
         assert "TTL timestamp + INTERVAL 30 DAY" in result.stdout
         assert result.stdout.count("ADD INDEX IF NOT EXISTS") == 2
 
+    def test_legacy_profile(self) -> None:
+        result = cli("schema", "--profile", "legacy")
+        assert result.returncode == 0
+        assert "timestamp DateTime('UTC') DEFAULT now()" in result.stdout
+        assert "DateTime64" not in result.stdout
+        assert "TTL" not in result.stdout
+
     def test_cluster_and_readonly_user(self) -> None:
         result = cli("schema", "--cluster", "prod", "--readonly-user", "genesis_readonly")
         assert "ReplicatedMergeTree" in result.stdout
@@ -58,7 +65,8 @@ class TestSchemaCommand:
 
 
 class TestInitCommand:
-    """init refuses on servers that lack features; idempotent where it runs."""
+    """init makes a usable table on every server (the legacy profile on old ones);
+    idempotent; what a server cannot hold is refused with a command that works."""
 
     def test_password_only_from_the_environment(self) -> None:
         result = cli("init", "--readonly-user", "ro", "--url", "clickhouse://h:9000")
@@ -74,20 +82,69 @@ class TestInitCommand:
         url = clickhouse.url(database)
         first = cli("init", "--url", url, "--database", database)
         no_trace(first)
-        if not clickhouse.modern:
-            assert first.returncode == 1
-            assert "refusing to init" in first.stderr
-            assert "lacks DateTime64" in first.stderr
-            assert "Nothing was changed" in first.stderr
-            databases = [name for (name,) in clickhouse.client().execute("SHOW DATABASES")]
-            assert database not in databases
-            return
         assert first.returncode == 0, first.stderr
+        profile = "default" if clickhouse.modern else "legacy"
+        assert f"ready: {database}.logs ({profile} profile)" in first.stdout
+        if not clickhouse.modern:  # Debian's 18.16: old types instead of a refusal
+            assert "server 18.16" in first.stdout
+            assert "lacks DateTime64" in first.stdout
+            assert "using the legacy profile" in first.stdout
+            described = clickhouse.client().execute(f"DESCRIBE TABLE {database}.logs")
+            columns = {str(row[0]): str(row[1]) for row in described}
+            assert columns["timestamp"] == "DateTime('UTC')"
+            assert columns["attributes"] == "String"
+            assert set(columns) == {f.name for f in FIELDS}
         before = clickhouse.client().execute(f"SHOW CREATE TABLE {database}.logs")
         second = cli("init", "--url", url, "--database", database)
         assert second.returncode == 0
         assert clickhouse.client().execute(f"SHOW CREATE TABLE {database}.logs") == before
         clickhouse.client().execute(f"DROP DATABASE {database}")
+
+    @pytest.mark.integration
+    def test_a_profile_the_server_cannot_hold_is_refused_with_a_command_that_works(
+        self, clickhouse: Target
+    ) -> None:
+        if clickhouse.modern:
+            pytest.skip("this case is about the old server")  # local server always runs it
+        database = f"refused_{os.getpid()}"
+        url = clickhouse.url(database)
+        for profile in ("default", "seed"):
+            refused = cli("init", "--url", url, "--database", database, "--profile", profile)
+            no_trace(refused)
+            assert refused.returncode == 1
+            assert f"needed by the {profile} profile. Nothing was changed." in refused.stderr
+            databases = [name for (name,) in clickhouse.client().execute("SHOW DATABASES")]
+            assert database not in databases
+        advice = refused.stderr.split("On this server run: ")[1].strip()
+        assert advice.startswith("genesis-logging init ")
+        followed = cli(*advice.split()[1:])  # the advice, as printed
+        assert followed.returncode == 0, followed.stderr
+        assert f"ready: {database}.logs (legacy profile)" in followed.stdout
+        clickhouse.client().execute(f"DROP DATABASE {database}")
+
+    @pytest.mark.integration
+    def test_no_create_user_on_the_old_server(self, clickhouse: Target) -> None:
+        if clickhouse.modern:
+            pytest.skip("this case is about the old server")
+        database = f"nouser_{os.getpid()}"
+        result = cli(
+            "init",
+            "--url",
+            clickhouse.url(database),
+            "--database",
+            database,
+            "--readonly-user",
+            "ro",
+            "--readonly-password-env",
+            "RO_PASSWORD",
+            env={"RO_PASSWORD": "ro-secret-77"},
+        )
+        assert result.returncode == 1
+        assert "has no CREATE USER" in result.stderr
+        assert "<allow_databases>" in result.stderr
+        assert "ro-secret-77" not in result.stdout + result.stderr
+        databases = [name for (name,) in clickhouse.client().execute("SHOW DATABASES")]
+        assert database not in databases
 
 
 @pytest.mark.integration
@@ -153,6 +210,24 @@ class TestDoctorCommand:
         )
         assert result.returncode == 1
         assert "database no_such_db_x does not exist" in result.stdout
+
+    def test_the_advice_is_a_command_that_works_on_this_server(self, clickhouse: Target) -> None:
+        database = f"advised_{os.getpid()}"
+        url = clickhouse.url(database)
+        result = cli("doctor", "--url", url, "--database", database)
+        assert result.returncode == 1
+        (advice,) = [
+            line.split("create it with: ")[1]
+            for line in result.stdout.splitlines()
+            if "create it with: " in line
+        ]
+        assert advice.startswith(f"genesis-logging init --url {url} --database {database}")
+        followed = cli(*advice.split()[1:])  # exactly as printed
+        assert followed.returncode == 0, followed.stderr
+        again = cli("doctor", "--url", url, "--database", database)
+        assert again.returncode == 0, again.stdout
+        assert "missing columns" not in again.stdout
+        clickhouse.client().execute(f"DROP DATABASE {database}")
 
     def test_wrong_password(self, running_local_server: object) -> None:
         server = running_local_server

@@ -224,6 +224,64 @@ class TestProfilesOnChdb:
         ]
 
 
+class TestLegacyProfile:
+    """Old types for old servers (Debian's 18.16 runs it in test_cli_ops/test_loop_on_tables);
+    today's engine takes the same statements."""
+
+    def test_types_every_server_has(self) -> None:
+        statements = render_statements(TableSpec(profile="legacy"))
+        table = statements[1]
+        assert "timestamp DateTime('UTC') DEFAULT now()" in table
+        assert "attributes String COMMENT" in table
+        assert "visitParamExtractString(attributes, \\'test\\')" in table  # said in its comment
+        for absent in (
+            "DateTime64",
+            "Map(",
+            "LowCardinality",
+            "CODEC",
+            "TTL",
+            "INDEX",
+            "SETTINGS",
+        ):
+            assert absent not in table, absent
+        assert "PARTITION BY toYYYYMM(timestamp)" in table
+        assert len(statements) == 5  # database, table, the assistant's three views
+        assert "visitParamExtractString(attributes, 'kind') = 'test'" in statements[4]
+        assert "reverseUTF8(substringUTF8(reverseUTF8(stderr), 1, 2000))" in statements[2]
+
+    def test_statements_run_and_the_views_answer(self, fresh: Any) -> None:
+        apply(fresh, TableSpec("ddl_test", "logs", "legacy"))
+        types = {
+            r["name"]: r["type"]
+            for r in query(
+                fresh,
+                "SELECT name, type FROM system.columns WHERE database='ddl_test' AND table='logs'",
+            )
+        }
+        assert list(types) == [f.name for f in FIELDS]
+        assert (types["timestamp"], types["attributes"]) == ("DateTime('UTC')", "String")
+        rows = [
+            {"timestamp": "2026-11-28 10:00:00", "spec_id": "s", "iteration": 1,
+             "logger": "genesis.pytest", "exit_code": 1, "stderr": "x" * 3000 + "THE END",
+             "attributes": '{"kind":"test","test":"t::a","outcome":"failed","code_hash":"c1"}'},
+            {"timestamp": "2026-11-28 10:01:00", "spec_id": "s", "iteration": 2,
+             "logger": "genesis.pytest", "exit_code": 0,
+             "attributes": '{"kind":"test","test":"t::a","outcome":"passed","code_hash":"c1"}'},
+            {"timestamp": "2026-11-28 10:01:01", "spec_id": "s", "iteration": 2,
+             "logger": "genesis.run", "exit_code": 0, "attributes": "{}"},
+        ]  # fmt: skip
+        fresh.query(
+            "INSERT INTO ddl_test.logs FORMAT JSONEachRow\n" + "\n".join(map(json.dumps, rows))
+        )
+        (failure,) = query(fresh, "SELECT stderr_tail FROM ddl_test.failures")
+        assert len(failure["stderr_tail"]) == 2000
+        assert failure["stderr_tail"].endswith("THE END")
+        (flaky,) = query(fresh, "SELECT test, code_hash FROM ddl_test.flaky_tests")
+        assert flaky == {"test": "t::a", "code_hash": "c1"}
+        (last,) = query(fresh, "SELECT last_iteration, exit_code FROM ddl_test.last_iterations")
+        assert last == {"last_iteration": 2, "exit_code": 0}
+
+
 class TestMadeForTheAssistant:
     """Column comments and the two views, on today's engine (issue 14, point 8)."""
 

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 from genesis_logging._report import describe_error
 from genesis_logging.errors import ConfigurationError
 from genesis_logging.settings import ConnectionSettings
-from genesis_logging.store import QueryResult, Store, open_store
+from genesis_logging.store import QueryResult, ServerStore, Store, open_store
 
 from ._output import render
 
@@ -90,12 +90,31 @@ def add_format_option(parser: argparse.ArgumentParser, *choices: str) -> None:
 
 
 def open_log_store(args: argparse.Namespace) -> Store:
+    """The store of ``--url`` / ``--log-dir`` (or the environment), ready to read.
+
+    A server is asked once for its table's columns: a refusal is a plain-words error; a
+    table that lacks columns is read degraded, and what that costs (with the ``ALTER``
+    statements that add them) is said once, on stderr.
+    """
     try:
-        return open_store(url=getattr(args, "url", None), log_dir=getattr(args, "log_dir", None))
+        store = open_store(url=getattr(args, "url", None), log_dir=getattr(args, "log_dir", None))
     except ConfigurationError as error:
         raise CommandError(str(error)) from None
     except Exception as error:
         raise CommandError(f"cannot open the log store: {describe(error)}") from None
+    if isinstance(store, ServerStore):
+        try:
+            store.check()
+            notice = store.notice()
+        except ConfigurationError as error:
+            store.close()
+            raise CommandError(str(error)) from None
+        except Exception as error:
+            store.close()
+            raise CommandError(f"query failed on {store.name}: {describe(error)}") from None
+        if notice:
+            sys.stderr.write(notice + "\n")
+    return store
 
 
 def require_spec(store: Store, spec: str) -> None:

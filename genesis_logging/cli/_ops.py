@@ -13,17 +13,30 @@ from genesis_logging.ddl import (
     readonly_user_statements,
     render_statements,
 )
-from genesis_logging.operations import Features, diagnose, missing_features
+from genesis_logging.operations import (
+    LEGACY_PROFILE,
+    Features,
+    best_profile,
+    diagnose,
+    missing_features,
+)
 from genesis_logging.settings import ConnectionSettings
+from genesis_logging.store import server_error_cause
 
 from ._common import CommandError, add_url_option, connection_settings, describe
 
 __all__ = ["add_ops_commands"]
 
 
-def _spec_from(args: argparse.Namespace) -> TableSpec:
+def _spec_from(args: argparse.Namespace, profile: str | None = None) -> TableSpec:
     try:
-        return TableSpec(args.database, args.table, args.profile, args.ttl_days, args.cluster)
+        return TableSpec(
+            args.database,
+            args.table,
+            profile or args.profile or "default",
+            args.ttl_days,
+            args.cluster,
+        )
     except ValueError as error:
         raise CommandError(str(error)) from None
 
@@ -39,19 +52,26 @@ def cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _connect(args: argparse.Namespace) -> tuple[Any, ConnectionSettings]:
-    """A client on the server (``default`` database, so a missing one can be diagnosed)."""
+    """A client on the server: in the URL's database (a user may be allowed there only),
+    else in ``default`` (so a database that does not exist yet can be diagnosed or made)."""
     from clickhouse_driver import Client
 
     settings = connection_settings(args.url)
-    kwargs = {**settings.client_kwargs(), "database": "default"}
-    client = Client(**kwargs)
-    try:
-        client.execute("SELECT 1")
-    except Exception as error:
-        raise CommandError(
-            f"cannot connect to {settings.redacted_url()}: {describe(error, settings)}"
-        ) from None
-    return client, settings
+    first: BaseException | None = None
+    for database in dict.fromkeys((settings.database, "default")):
+        client = Client(**{**settings.client_kwargs(), "database": database})
+        try:
+            client.execute("SELECT 1")
+        except Exception as error:
+            client.disconnect()
+            first = first or error
+            if getattr(error, "code", None) in (192, 193, 194, 195, 210, 516):
+                break  # the login itself failed: another database changes nothing
+            continue
+        return client, settings
+    assert first is not None
+    cause = server_error_cause(first, settings, f"{args.database}.{args.table}")
+    raise CommandError(f"cannot connect to {settings.redacted_url()}: {cause}") from None
 
 
 def _server_version(client: Any) -> str:
@@ -74,14 +94,15 @@ def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
     client, settings = _connect(args)
     try:
         features = Features.from_version(_server_version(client))
-        lacking = missing_features(features, spec.profile, users=bool(args.readonly_user))
-        if lacking:
-            raise CommandError(
-                f"refusing to init: server {features.version} at {settings.redacted_url()} lacks "
-                f"{', '.join(lacking)}, needed by the {spec.profile} profile"
-                f"{' and the read-only user' if args.readonly_user else ''}. Nothing was changed. "
-                "Run 'genesis-logging doctor' to see what this server can do."
-            )
+        if args.profile is None:
+            spec = _spec_from(args, best_profile(features))
+            if spec.profile == "legacy":
+                out.write(
+                    f"server {features.version} lacks "
+                    f"{', '.join(missing_features(features, 'default'))}: using the legacy "
+                    f"profile ({LEGACY_PROFILE})\n"
+                )
+        _check_init(spec, features, settings, bool(args.readonly_user))
         statements = render_statements(spec)
         shown = list(statements)
         if args.readonly_user and password is not None:
@@ -105,6 +126,40 @@ def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
         client.disconnect()
 
 
+def _check_init(
+    spec: TableSpec, features: Features, settings: ConnectionSettings, readonly_user: bool
+) -> None:
+    """Refuse, before changing anything, what this server cannot hold, with a way that works."""
+    lacking = missing_features(features, spec.profile)
+    if lacking:
+        raise CommandError(
+            f"refusing to init: server {features.version} at {settings.redacted_url()} lacks "
+            f"{', '.join(lacking)}, needed by the {spec.profile} profile. Nothing was changed. "
+            f"On this server run: {_init_command(settings, spec, 'legacy')}"
+        )
+    if readonly_user and not features.has("users"):
+        raise CommandError(
+            f"refusing to init: server {features.version} has no CREATE USER (20.5+). Nothing "
+            "was changed. Run init without --readonly-user, and give the reader a users.xml "
+            f"entry with <profile>readonly</profile> and <allow_databases><database>"
+            f"{spec.database}</database></allow_databases>"
+        )
+
+
+def _init_command(settings: ConnectionSettings, spec: TableSpec, profile: str | None) -> str:
+    """The ``genesis-logging init`` line for this server and table (without the password)."""
+    parts = ["genesis-logging init", f"--url {settings.redacted_url()}"]
+    if spec.database != "genesis":
+        parts.append(f"--database {quote_identifier(spec.database)}")
+    if spec.table != "logs":
+        parts.append(f"--table {quote_identifier(spec.table)}")
+    if profile is not None:
+        parts.append(f"--profile {profile}")
+    if settings.password:
+        parts.append("(with the password in CLICKHOUSE_PASSWORD)")
+    return " ".join(parts)
+
+
 def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
     client, settings = _connect(args)
     try:
@@ -122,12 +177,16 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
                 return describe(error, settings)
             return None
 
+        version = _server_version(client)
+        spec = TableSpec(args.database, args.table)
+        profile = best_profile(Features.from_version(version))
         report = diagnose(
             lambda sql: client.execute(sql),
-            _server_version(client),
+            version,
             args.database,
             args.table,
             can_insert=can_insert,
+            init_command=_init_command(settings, spec, None if profile == "default" else profile),
         )
         out.write(report.render())
         return 0 if report.usable else 1
@@ -140,7 +199,10 @@ def _add_table_options(parser: argparse.ArgumentParser, *, ddl: bool) -> None:
     parser.add_argument("--table", default="logs", help="the logs table")
     if ddl:
         parser.add_argument(
-            "--profile", choices=list(PROFILES), default="default", help="table design"
+            "--profile",
+            choices=list(PROFILES),
+            help="table design (default: 'default'; init picks 'legacy' on a server "
+            "without DateTime64, Map or LowCardinality)",
         )
         parser.add_argument("--ttl-days", type=int, default=90, help="days a record is kept")
         parser.add_argument(
