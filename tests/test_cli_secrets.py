@@ -16,6 +16,12 @@ class TestPasswordOnTheCommandLine:
         assert "CLICKHOUSE_PASSWORD" in done.stderr
         assert "s3cret-pw" not in done.stdout + done.stderr
 
+    def test_read_commands_tell_the_user_too(self) -> None:
+        done = run_cli("tail", "--url", "clickhouse://reader:s3cret-pw@127.0.0.1:1/genesis")
+        assert done.returncode == 1
+        assert "process list" in done.stderr
+        assert "s3cret-pw" not in done.stdout + done.stderr
+
     def test_no_warning_when_the_password_comes_from_the_environment(self) -> None:
         done = run_cli(
             "doctor",

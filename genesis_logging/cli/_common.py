@@ -25,6 +25,7 @@ __all__ = [
     "require_spec",
     "show_result",
     "store_options",
+    "warn_if_password_in_argv",
 ]
 
 
@@ -53,22 +54,25 @@ def connection_settings(url: str | None) -> ConnectionSettings:
         settings = ConnectionSettings.resolve(url=url)
     except ConfigurationError as error:
         raise CommandError(str(error)) from None
-    if url and _url_has_password(url):
+    warn_if_password_in_argv(url)
+    return settings
+
+
+def warn_if_password_in_argv(url: str | None) -> None:
+    """Every user of the machine can read a command line: say so when ``--url`` holds a
+    password (the password itself is never printed)."""
+    from urllib.parse import urlsplit
+
+    try:
+        has_password = bool(url and urlsplit(url).password)
+    except ValueError:
+        has_password = False
+    if has_password:
         sys.stderr.write(
             "genesis-logging: warning: the password in --url is visible in the process list "
             "to every user of this machine; pass it in CLICKHOUSE_PASSWORD (or the whole URL "
             "in CLICKHOUSE_URL) instead\n"
         )
-    return settings
-
-
-def _url_has_password(url: str) -> bool:
-    from urllib.parse import urlsplit
-
-    try:
-        return bool(urlsplit(url).password)
-    except ValueError:
-        return False
 
 
 def store_options(*, writes: bool) -> argparse.ArgumentParser:
@@ -96,6 +100,7 @@ def open_log_store(args: argparse.Namespace) -> Store:
     table that lacks columns is read degraded, and what that costs (with the ``ALTER``
     statements that add them) is said once, on stderr.
     """
+    warn_if_password_in_argv(getattr(args, "url", None))
     try:
         store = open_store(url=getattr(args, "url", None), log_dir=getattr(args, "log_dir", None))
     except ConfigurationError as error:
