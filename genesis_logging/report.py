@@ -328,11 +328,24 @@ def _seconds(milliseconds: int) -> str:
     return f"{milliseconds / 1000:.1f} s"
 
 
-def _summary_line(report: SpecReport) -> str:
+def state(report: SpecReport) -> str:
+    """The latest iteration's outcome first, then how the spec got there."""
+    if not report.iterations:
+        return "no run recorded"
+    latest = report.iterations[-1]
+    now = f"iteration {latest.iteration} is {'green' if latest.passed else 'red'}"
     to_green = report.iterations_to_green
-    green = f"green after {to_green} iterations" if to_green else "not green yet"
+    if to_green is None:
+        return f"{now}; never green yet"
+    if latest.passed:
+        return f"{now}; first green after {to_green} iteration{'' if to_green == 1 else 's'}"
+    greens = [line.iteration for line in report.iterations if line.passed]
+    return f"{now}; last green at iteration {greens[-1]}"
+
+
+def _summary_line(report: SpecReport) -> str:
     return (
-        f"  {green}; {len(report.iterations)} iterations, {_seconds(report.total_ms)} in all; "
+        f"  {state(report)}; {len(report.iterations)} iterations, {_seconds(report.total_ms)} in all; "
         f"pass rate {report.pass_rate:.0%} ({report.passed_runs} of {report.runs} runs)"
     )
 
@@ -631,11 +644,9 @@ def _changes_html(report: SpecReport) -> str:
 def render_html(report: SpecReport) -> str:
     """One self-contained page for one spec."""
     e = html.escape
-    to_green = report.iterations_to_green
-    green = f"green after {to_green} iterations" if to_green else "not green yet"
     parts = [
         f"<h1>spec {e(report.spec)}</h1>",
-        f'<p class="summary">{green}; {len(report.iterations)} iterations, '
+        f'<p class="summary">{e(state(report))}; {len(report.iterations)} iterations, '
         f"{_seconds(report.total_ms)} in all; pass rate <b>{report.pass_rate:.0%}</b> "
         f"({report.passed_runs} of {report.runs} runs passed)</p>",
     ]

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from genesis_logging.report import IterationLine, SpecReport, state
+
 from .clickhouse_server import LocalServer, Target
 from .fakes import OUTSIDE_CHECKOUT, clean_env, cli_command
 from .fakes import run_cli as cli
@@ -120,7 +122,11 @@ class TestNumbers:
             assert f"{failing[int(row['iteration'])]} failing tests" in line
             assert ("✔" in line) == (int(row["exit_code"]) == 0)
         assert "\033[" not in text  # no colour off a terminal
-        assert text.splitlines()[-1].strip().startswith("green after 3 iterations")
+        assert (
+            text.splitlines()[-1]
+            .strip()
+            .startswith("iteration 3 is green; first green after 3 iterations")
+        )
 
         page_file = tmp_path / "flip.html"
         cli("report", "flip", "--html", str(page_file), env=store_env)
@@ -322,7 +328,8 @@ class TestPage:
         ]
         # The pass rate with its number.
         assert seen["summary"] == [
-            f"green after 3 iterations; 3 iterations, {data['total_ms'] / 1000:.1f} s in all; "
+            "iteration 3 is green; first green after 3 iterations; 3 iterations, "
+            f"{data['total_ms'] / 1000:.1f} s in all; "
             "pass rate 33% (1 of 3 runs passed)"
         ]
         assert data["pass_rate"] == pytest.approx(1 / 3)
@@ -463,3 +470,28 @@ def test_load_shows_a_progress_bar_on_a_terminal(
     os.close(leader)
     assert done.returncode == 0, done.stdout
     assert "[##############################] 100%  50 records loaded" in shown
+
+
+class TestState:
+    """The summary says the latest iteration's outcome first (the e2e user read "green
+    after 1 iterations" for a spec that was green, red, then green)."""
+
+    @staticmethod
+    def spec(*passed: bool) -> SpecReport:
+        lines = [
+            IterationLine(n, ok, 0 if ok else 1, 10, None, False) for n, ok in enumerate(passed, 1)
+        ]
+        return SpecReport("s", lines)
+
+    def test_green_red_green(self) -> None:
+        assert state(self.spec(True, False, True)) == (
+            "iteration 3 is green; first green after 1 iteration"
+        )
+
+    def test_red_after_green(self) -> None:
+        assert (
+            state(self.spec(True, True, False)) == "iteration 3 is red; last green at iteration 2"
+        )
+
+    def test_never_green(self) -> None:
+        assert state(self.spec(False, False)) == "iteration 2 is red; never green yet"
