@@ -158,10 +158,12 @@ class TestRedToGreen:
         assert json.loads(failures.stdout)["n"] == 4  # the run, two tests, the session summary
 
     def test_verify_without_a_run_says_so(self, store_env: dict[str, str]) -> None:
+        """An unknown spec is an error in words (issue 19), no longer "no run recorded"."""
         if "GENESIS_LOG_DIR" in store_env:
             Path(store_env["GENESIS_LOG_DIR"]).mkdir()
         done = cli("verify", "nothing-here", env=store_env)
-        assert (done.returncode, done.stdout.strip()) == (1, "no run recorded")
+        assert (done.returncode, done.stdout) == (1, "")
+        assert "no runs for spec 'nothing-here'" in done.stderr
 
 
 @pytest.mark.integration
@@ -219,7 +221,8 @@ class TestFlakyAndCauses:
         assert sorted(row["outcomes"]) == ["failed", "passed"]
         assert "flaky: this code also passed" in failures.stdout
         causes = cli("failures", "calc", "--by-cause", "--format", "json", env=env)
-        (cause,) = [json.loads(line) for line in causes.stdout.splitlines()]
+        latest, cause = [json.loads(line) for line in causes.stdout.splitlines()]
+        assert (latest["latest"], latest["state"], latest["iteration"]) == (True, "red", 3)
         assert (cause["count"], cause["first_iteration"], cause["last_iteration"]) == (2, 1, 3)
 
     def test_a_non_pytest_failure_shows_the_tail_of_stdout_when_stderr_is_empty(
