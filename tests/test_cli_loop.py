@@ -99,7 +99,7 @@ class TestLoop:
 
         readable = cli("failures", "spec_002", env=store_env)
         first = readable.stdout.splitlines()[0]
-        assert first.startswith("spec spec_002 · iteration 7 · exit code 1 · ")
+        assert first.startswith("spec spec_002: iteration 7 is red (exit code 1) · ")
         assert "stderr:" in readable.stdout  # no per-test records: the run's own output
 
     def test_injection_attempts_are_inert(self, store_env: dict[str, str]) -> None:

@@ -117,12 +117,19 @@ class TestRedToGreen:
         green = run_pytest(project, store_env)
         assert green.returncode == 0, green.stdout + green.stderr
 
+        latest = cli("failures", "calc", env=store_env)
+        assert latest.stdout.startswith("spec calc: iteration 2 is green (exit code 0; ")
+        assert "history: earlier failing iterations, newest first\n" in latest.stdout
+
         diff = cli("diff", "calc", env=store_env)
         assert diff.returncode == 0, diff.stderr
         fixed = diff.stdout.split("  fixed: 2\n")[1].split("  still failing")[0]
         assert "test_add" in fixed
         assert "test_errors" in fixed
         assert "-    return a - b\n+    return a + b" in diff.stdout
+        assert f"--- iteration 1: {source.resolve()}\n+++ iteration 2: {source.resolve()}\n" in (
+            diff.stdout
+        )
 
         verified = cli("verify", "calc", env=store_env)
         assert verified.returncode == 0, verified.stdout + verified.stderr

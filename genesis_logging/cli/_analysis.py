@@ -306,7 +306,8 @@ def _code_changes(args: argparse.Namespace, run_a: Run, run_b: Run) -> str:
         return "(the code snapshots are equal)\n"
     listed = "; ".join(f"{d.change} {d.path}" for d in diffs[:_NAMES])
     more = f"; and {len(diffs) - _NAMES} more" if len(diffs) > _NAMES else ""
-    return f"code: {len(diffs)} files differ: {listed}{more}\n" + _capped(diffs, args.max_chars)
+    count = "1 file differs" if len(diffs) == 1 else f"{len(diffs)} files differ"
+    return f"code: {count}: {listed}{more}\n" + _capped(diffs, args.max_chars)
 
 
 def _capped(diffs: list[FileDiff], limit: int) -> str:
