@@ -341,3 +341,30 @@ class TestUnknownSpec:
         done = cli(command, "", env=env)
         assert done.returncode == 2
         assert "a spec id must not be empty" in done.stderr
+
+
+class TestBoundedWithManyFailures:
+    """200 failing tests: ``failures`` lists what fits and counts the rest."""
+
+    def test_the_rest_is_counted(self, env: dict[str, str], tmp_path: Path) -> None:
+        suite = tmp_path / "test_many.py"
+        suite.write_text(
+            "import pytest\n\n@pytest.mark.parametrize('n', range(200))\n"
+            "def test_n(n):\n    assert n < 0\n"
+        )
+        done = _run(
+            env, "many", sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite)
+        )
+        assert done.returncode == 1
+        failures = cli("failures", "many", env=env)
+        assert failures.stdout.startswith(
+            "spec many: iteration 1 is red (exit code 1; 200 failed)"
+        )
+        assert len(failures.stdout) < 2_500
+        shown = failures.stdout.count("  FAILED ")
+        assert 5 < shown < 200
+        assert (
+            f"  … {200 - shown} more failing tests not shown (--max-chars 8000" in failures.stdout
+        )
+        records = _json_lines(cli("failures", "many", "--format", "json", env=env))
+        assert records[0]["tests_not_shown"] == 200 - len(records[0]["tests"])

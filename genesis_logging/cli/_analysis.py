@@ -65,6 +65,19 @@ def _read(
         store.close()
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+
+    return parse
+
+
 def _spec_id(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("a spec id must not be empty")
@@ -382,10 +395,13 @@ def add_analysis_commands(commands: Any) -> None:
     add_format_option(failures, "table", "json")
     failures.add_argument("spec", type=_spec_id, help="spec_id")
     failures.add_argument(
-        "--limit", type=int, default=10, help="earlier failing runs shown, newest first"
+        "--limit", type=_at_least(0), default=10, help="earlier failing runs shown, newest first"
     )
     failures.add_argument(
-        "--max-chars", type=int, default=2000, help="characters shown per run (default 2000)"
+        "--max-chars",
+        type=_at_least(100),
+        default=2000,
+        help="characters shown per run (default 2000)",
     )
     failures.add_argument(
         "--by-cause", action="store_true", help="group failures across iterations by their cause"
@@ -402,7 +418,7 @@ def add_analysis_commands(commands: Any) -> None:
     diff.add_argument("b", type=int, nargs="?", help="the later iteration (default: the last)")
     diff.add_argument(
         "--max-chars",
-        type=int,
+        type=_at_least(0),
         default=DIFF_CHARS,
         help=f"characters of code diff shown (default {DIFF_CHARS}; 0: everything)",
     )
