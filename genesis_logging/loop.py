@@ -11,26 +11,35 @@ import difflib
 import hashlib
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from .runner import file_hashes
+from .runner import file_hashes, split_snapshot
 from .store import Store
 
 __all__ = [
     "Cause",
+    "FileDiff",
+    "IterationState",
     "Run",
+    "TestRecords",
     "TestResult",
+    "TreeChanges",
     "Verdict",
     "causes",
+    "compare_tree",
     "diff_code",
+    "diff_files",
     "failure_line",
     "fingerprint",
     "flaky_runs",
     "flaky_tests",
+    "latest_state",
     "load_runs",
+    "load_test_records",
     "load_tests",
     "verify",
 ]
@@ -38,6 +47,7 @@ __all__ = [
 RUN_LOGGER: Final = "genesis.run"
 TEST_LOGGER: Final = "genesis.pytest"
 FAILED: Final = frozenset({"failed", "error"})
+_NAMES: Final = 20  # file names listed in one answer before "and N more"
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ class Run:
     code_hash: str
     snapshot_files: dict[str, str]
     code: str = ""
+    snapshot_roots: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -71,6 +82,7 @@ class TestResult:
     text: str
     duration_ms: int
     code_hash: str
+    kind: str = "test"  # "test", or what the plugin calls a finer record (a subtest)
 
     @property
     def failed(self) -> bool:
@@ -84,21 +96,34 @@ def load_runs(
     columns = ["iteration", "exit_code", "duration_ms", "timestamp"]
     columns += ["stdout", "stderr"] if with_text else []
     columns += ["code_snapshot"] if with_code else []
-    records = store.select(spec, RUN_LOGGER, columns, ("code_hash", "snapshot_files"))
+    records = store.select(
+        spec, RUN_LOGGER, columns, ("code_hash", "snapshot_files", "snapshot_roots")
+    )
     runs = []
     for row in records:
-        files = row.pop("snapshot_files") or "{}"
-        try:
-            parsed = json.loads(files)
-        except ValueError:
-            parsed = {}
+        files = _json(row.pop("snapshot_files"), dict)
+        roots = _json(row.pop("snapshot_roots"), list)
         code = row.pop("code_snapshot", "")
         row.setdefault("stdout", "")
         row.setdefault("stderr", "")
         runs.append(
-            Run(**row, code=code, snapshot_files=parsed if isinstance(parsed, dict) else {})
+            Run(
+                **row,
+                code=code,
+                snapshot_files=files,
+                snapshot_roots=tuple(str(root) for root in roots),
+            )
         )
     return runs
+
+
+def _json(text: Any, kind: type[Any]) -> Any:
+    """A JSON attribute of the expected kind, or an empty one (absent, old or damaged)."""
+    try:
+        parsed = json.loads(text or "null")
+    except (TypeError, ValueError):
+        return kind()
+    return parsed if isinstance(parsed, kind) else kind()
 
 
 def load_tests(store: Store, spec: str, *, with_text: bool = True) -> list[TestResult]:
@@ -108,17 +133,87 @@ def load_tests(store: Store, spec: str, *, with_text: bool = True) -> list[TestR
     records = store.select(
         spec, TEST_LOGGER, columns, ("test", "outcome", "code_hash"), kind="test"
     )
-    return [
-        TestResult(
-            iteration=row["iteration"],
-            test=row["test"],
-            outcome=row["outcome"],
-            text=row.get("stderr", ""),
-            duration_ms=row["duration_ms"],
-            code_hash=row["code_hash"],
-        )
-        for row in records
-    ]
+    return [_test_result(row) for row in records if row["test"] and row["outcome"]]
+
+
+def _test_result(row: dict[str, Any]) -> TestResult:
+    return TestResult(
+        iteration=row["iteration"],
+        test=row["test"],
+        outcome=row["outcome"],
+        text=row.get("stderr", ""),
+        duration_ms=row["duration_ms"],
+        code_hash=row["code_hash"],
+        kind=row.get("kind") or "test",
+    )
+
+
+@dataclass(frozen=True)
+class TestRecords:
+    """What pytest recorded for a spec: every outcome record, and each session's summary."""
+
+    __test__ = False
+
+    tests: list[TestResult]
+    summaries: dict[int, str]  # iteration -> the session's counts ("1 failed, 3 passed")
+
+
+def load_test_records(store: Store, spec: str) -> TestRecords:
+    """The plugin's records of ``spec`` in one read: tests of every kind (subtests too,
+    whatever the plugin names them) and the session summaries."""
+    records = store.select(
+        spec,
+        TEST_LOGGER,
+        ["iteration", "duration_ms", "stderr", "message"],
+        ("test", "outcome", "code_hash", "kind"),
+    )
+    tests, summaries = [], {}
+    for row in records:
+        if row["kind"] == "test_summary":
+            message = str(row["message"])
+            summaries[row["iteration"]] = message.removeprefix("test session: ")
+        elif row["test"] and row["outcome"]:
+            tests.append(_test_result(row))
+    return TestRecords(tests, summaries)
+
+
+@dataclass(frozen=True)
+class IterationState:
+    """Where one iteration stands: its (latest) run, if any, and what pytest recorded."""
+
+    iteration: int
+    run: Run | None
+    tests: list[TestResult]
+    summary: str  # pytest's counts, or ours from the test records ("" without tests)
+
+    @property
+    def passed(self) -> bool:
+        if self.run is not None:
+            return self.run.passed
+        return not any(test.failed for test in self.tests)
+
+    @property
+    def failing(self) -> list[TestResult]:
+        return [test for test in self.tests if test.failed]
+
+
+def latest_state(
+    runs: list[Run], tests: list[TestResult], summaries: dict[int, str] | None = None
+) -> IterationState | None:
+    """The latest iteration of a spec and its outcome (``None`` when nothing is recorded)."""
+    iterations = {run.iteration for run in runs} | {test.iteration for test in tests}
+    if not iterations:
+        return None
+    latest = max(iterations)
+    matching = [run for run in runs if run.iteration == latest]
+    own = [test for test in tests if test.iteration == latest]
+    summary = (summaries or {}).get(latest) or _count(own)
+    return IterationState(latest, matching[-1] if matching else None, own, summary)
+
+
+def _count(tests: Iterable[TestResult]) -> str:
+    counts = Counter(test.outcome for test in tests if test.kind == "test")
+    return ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
 
 
 # -- failures ------------------------------------------------------------------------------
@@ -204,16 +299,106 @@ def causes(runs: list[Run], tests: list[TestResult]) -> list[Cause]:
 
 # -- what changed --------------------------------------------------------------------------
 
+_LEFT_OUT: Final = re.compile(r"^# ===== (.+?) \(not included: snapshot limit reached\)$", re.M)
+
+
+@dataclass(frozen=True)
+class FileDiff:
+    """One file's change between two code snapshots."""
+
+    path: str
+    change: str  # "changed", "added", "removed", or "left out" (past the snapshot limit)
+    text: str  # the unified diff, headed by the iteration and the file's name
+
+
+def diff_files(before: str, after: str, a: int, b: int, *, name: str = "") -> list[FileDiff]:
+    """The files that differ between two snapshots, in path order, each with its diff.
+
+    Snapshots are split into their files (:func:`~genesis_logging.runner.split_snapshot`),
+    so each hunk says which file it is in. ``name`` names the code of a snapshot without
+    file headers (one file, or a literal string).
+    """
+    old, new = split_snapshot(before), split_snapshot(after)
+    left_out = set(_LEFT_OUT.findall(before)) | set(_LEFT_OUT.findall(after))
+    diffs = []
+    for path in sorted(old.keys() | new.keys()):
+        shown = path or name or "(the code snapshot)"
+        if path in left_out:
+            if old.get(path) != new.get(path) or path not in old or path not in new:
+                diffs.append(FileDiff(shown, "left out", ""))
+            continue
+        if old.get(path) == new.get(path):
+            continue
+        change = "added" if path not in old else "removed" if path not in new else "changed"
+        text = "".join(
+            difflib.unified_diff(
+                old.get(path, "").splitlines(keepends=True),
+                new.get(path, "").splitlines(keepends=True),
+                fromfile=f"iteration {a}: {shown}" + (" (absent)" if change == "added" else ""),
+                tofile=f"iteration {b}: {shown}" + (" (absent)" if change == "removed" else ""),
+            )
+        )
+        diffs.append(FileDiff(shown, change, text if text.endswith("\n") else text + "\n"))
+    return diffs
+
 
 def diff_code(before: str, after: str, a: int, b: int) -> str:
-    """The unified diff of two code snapshots."""
+    """The unified diff of two code snapshots, file by file, each headed by its name."""
     return "".join(
-        difflib.unified_diff(
-            before.splitlines(keepends=True),
-            after.splitlines(keepends=True),
-            fromfile=f"iteration {a}",
-            tofile=f"iteration {b}",
+        diff.text or f"(iteration {a} → {b}: {diff.path} {diff.change})\n"
+        for diff in diff_files(before, after, a, b)
+    )
+
+
+@dataclass(frozen=True)
+class TreeChanges:
+    """How the snapshotted files differ now from when they were recorded."""
+
+    changed: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    renamed: tuple[tuple[str, str], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.changed or self.added or self.deleted or self.renamed)
+
+    def describe(self, limit: int = _NAMES) -> str:
+        """Each change by name (at most ``limit`` names, then how many more)."""
+        items = (
+            [f"changed {p}" for p in self.changed]
+            + [f"added {p}" for p in self.added]
+            + [f"deleted {p}" for p in self.deleted]
+            + [f"renamed {a} → {b}" for a, b in self.renamed]
         )
+        more = f"; and {len(items) - limit} more" if len(items) > limit else ""
+        return "; ".join(items[:limit]) + more
+
+
+def compare_tree(recorded: dict[str, str], roots: Sequence[str]) -> TreeChanges:
+    """The recorded files against the files as they are now.
+
+    With the ``roots`` the snapshot was taken from, they are walked again (the same rules
+    as the snapshot) so a file added, deleted or renamed is seen; without them (records
+    made before roots were kept) only the recorded files are compared.
+    """
+    now = file_hashes([Path(root) for root in roots] or [Path(p) for p in recorded])
+    changed = sorted(p for p in recorded.keys() & now.keys() if recorded[p] != now[p])
+    added = sorted(now.keys() - recorded.keys())
+    deleted = sorted(recorded.keys() - now.keys())
+    unclaimed: dict[str, list[str]] = defaultdict(list)  # content hash -> added files
+    for path in added:
+        if now[path] != "unreadable":
+            unclaimed[now[path]].append(path)
+    renamed = []
+    for old in deleted:
+        if unclaimed.get(recorded[old]):
+            renamed.append((old, unclaimed[recorded[old]].pop(0)))
+    moved = {path for pair in renamed for path in pair}
+    return TreeChanges(
+        tuple(changed),
+        tuple(p for p in added if p not in moved),
+        tuple(p for p in deleted if p not in moved),
+        tuple(renamed),
     )
 
 
@@ -227,23 +412,29 @@ class Verdict:
 
 
 def verify(runs: list[Run]) -> Verdict:
-    """Green only if the latest iteration passed and its files still hash the same."""
+    """Green only if the latest iteration passed and its snapshotted trees are unchanged:
+    no file edited, added, deleted or renamed."""
     if not runs:
         return Verdict(False, "no run recorded")
     latest = max(runs, key=lambda r: r.iteration)
     if not latest.passed:
         return Verdict(False, f"red: iteration {latest.iteration} exited {latest.exit_code}")
-    if not latest.snapshot_files:
+    if not latest.snapshot_files and not latest.snapshot_roots:
         return Verdict(
             False, f"iteration {latest.iteration} recorded no --snapshot: cannot tell the code"
         )
-    now = file_hashes([Path(p) for p in latest.snapshot_files])
-    changed = sorted(p for p, h in latest.snapshot_files.items() if now.get(p) != h)
-    if changed:
+    changes = compare_tree(latest.snapshot_files, latest.snapshot_roots)
+    if changes:
         return Verdict(
-            False, f"code changed since green iteration {latest.iteration}: {', '.join(changed)}"
+            False, f"code changed since green iteration {latest.iteration}: {changes.describe()}"
         )
-    return Verdict(True, f"green: iteration {latest.iteration}", _test_changes(runs, latest))
+    notes = _test_changes(runs, latest)
+    if not latest.snapshot_roots:
+        notes += (
+            f"iteration {latest.iteration} recorded its files but not their directories: "
+            "files added since are not seen",
+        )
+    return Verdict(True, f"green: iteration {latest.iteration}", notes)
 
 
 def _test_changes(runs: list[Run], green: Run) -> tuple[str, ...]:
@@ -262,9 +453,11 @@ def _test_changes(runs: list[Run], green: Run) -> tuple[str, ...]:
     ]
     if not changed:
         return ()
+    names = ", ".join(sorted(changed)[:_NAMES])
+    more = f" and {len(changed) - _NAMES} more" if len(changed) > _NAMES else ""
     return (
         f"test files changed between red iteration {red.iteration} and green iteration "
-        f"{first_green.iteration}: {', '.join(sorted(changed))}",
+        f"{first_green.iteration}: {names}{more}",
     )
 
 

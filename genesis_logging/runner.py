@@ -29,6 +29,7 @@ __all__ = [
     "log_step",
     "read_snapshot",
     "run_and_log",
+    "snapshot_roots",
     "split_snapshot",
 ]
 
@@ -166,7 +167,9 @@ def file_hashes(
 ) -> dict[str, str]:
     """``{absolute path: content hash}`` of the files a snapshot reads (none for text).
 
-    ``genesis-logging verify`` compares them with the files as they are now.
+    The walk is :func:`read_snapshot`'s, over the whole tree (past the snapshot's size
+    limit too), so ``genesis-logging verify`` can re-walk the same roots later and see
+    a file added, deleted or renamed. A path that does not exist has no entry.
     """
     if source is None or isinstance(source, str):
         return {}
@@ -174,10 +177,26 @@ def file_hashes(
     for path in _snapshot_paths(source):
         try:
             digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        except FileNotFoundError:
+            continue
         except OSError:
             digest = "unreadable"
         hashes[str(path.resolve())] = digest
     return hashes
+
+
+def snapshot_roots(
+    source: str | os.PathLike[str] | Sequence[os.PathLike[str]] | None,
+) -> list[str]:
+    """The files and directories a snapshot was taken from, as absolute paths.
+
+    Recorded with the run so ``verify`` walks the same trees again, not only the files
+    that were there then.
+    """
+    if source is None or isinstance(source, str):
+        return []
+    sources = [source] if isinstance(source, os.PathLike) else list(source)
+    return [str(Path(item).resolve()) for item in sources]
 
 
 def code_hash(snapshot: str) -> str:
@@ -234,7 +253,9 @@ def run_and_log(
         argv = list(cmd)
         shown = shlex.join(argv)
     snapshot = read_snapshot(code_snapshot, max_output_bytes)
-    code = _Code(snapshot, code_hash(snapshot), file_hashes(code_snapshot))
+    code = _Code(
+        snapshot, code_hash(snapshot), file_hashes(code_snapshot), snapshot_roots(code_snapshot)
+    )
     identity = {
         "spec_id": spec_id,
         "iteration": iteration,
@@ -311,11 +332,13 @@ def _wait_capturing(
 
 @dataclass(frozen=True)
 class _Code:
-    """The code a run ran: its text, a hash of it, and a hash of each file read."""
+    """The code a run ran: its text, a hash of it, a hash of each file read, and the
+    roots they were read from."""
 
     text: str
     hash: str
     files: dict[str, str]
+    roots: list[str]
 
 
 def _log_run(
@@ -343,6 +366,8 @@ def _log_run(
     }
     if code.files:
         extra["snapshot_files"] = json.dumps(code.files, sort_keys=True)
+    if code.roots:
+        extra["snapshot_roots"] = json.dumps(code.roots)
     if cwd is not None:
         extra["cwd"] = os.fspath(cwd)
     if result.timed_out:

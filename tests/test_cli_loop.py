@@ -64,9 +64,10 @@ class TestLoop:
 
         failures = rows(cli("failures", "spec_001", "--format", "json", env=store_env))
         assert [(r["iteration"], r["exit_code"], r["level"]) for r in failures] == [
-            (1, 1, "error")
+            (2, 0, "info"),  # the latest state first (issue 19), then the failing history
+            (1, 1, "error"),
         ]
-        assert failures[0]["stderr"] == "TypeError: x is not a function\n"
+        assert failures[1]["stderr"] == "TypeError: x is not a function\n"
 
         shown = cli("show", "spec_001", "--iteration", "1", env=store_env)
         assert shown.returncode == 0, shown.stderr
@@ -98,7 +99,7 @@ class TestLoop:
 
         readable = cli("failures", "spec_002", env=store_env)
         first = readable.stdout.splitlines()[0]
-        assert first.startswith("spec spec_002 · iteration 7 · exit code 1 · ")
+        assert first.startswith("spec spec_002: iteration 7 is red (exit code 1) · ")
         assert "stderr:" in readable.stdout  # no per-test records: the run's own output
 
     def test_injection_attempts_are_inert(self, store_env: dict[str, str]) -> None:

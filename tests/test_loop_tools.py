@@ -117,12 +117,19 @@ class TestRedToGreen:
         green = run_pytest(project, store_env)
         assert green.returncode == 0, green.stdout + green.stderr
 
+        latest = cli("failures", "calc", env=store_env)
+        assert latest.stdout.startswith("spec calc: iteration 2 is green (exit code 0; ")
+        assert "history: earlier failing iterations, newest first\n" in latest.stdout
+
         diff = cli("diff", "calc", env=store_env)
         assert diff.returncode == 0, diff.stderr
         fixed = diff.stdout.split("  fixed: 2\n")[1].split("  still failing")[0]
         assert "test_add" in fixed
         assert "test_errors" in fixed
         assert "-    return a - b\n+    return a + b" in diff.stdout
+        assert f"--- iteration 1: {source.resolve()}\n+++ iteration 2: {source.resolve()}\n" in (
+            diff.stdout
+        )
 
         verified = cli("verify", "calc", env=store_env)
         assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -158,10 +165,12 @@ class TestRedToGreen:
         assert json.loads(failures.stdout)["n"] == 4  # the run, two tests, the session summary
 
     def test_verify_without_a_run_says_so(self, store_env: dict[str, str]) -> None:
+        """An unknown spec is an error in words (issue 19), no longer "no run recorded"."""
         if "GENESIS_LOG_DIR" in store_env:
             Path(store_env["GENESIS_LOG_DIR"]).mkdir()
         done = cli("verify", "nothing-here", env=store_env)
-        assert (done.returncode, done.stdout.strip()) == (1, "no run recorded")
+        assert (done.returncode, done.stdout) == (1, "")
+        assert "no runs for spec 'nothing-here'" in done.stderr
 
 
 @pytest.mark.integration
@@ -219,7 +228,8 @@ class TestFlakyAndCauses:
         assert sorted(row["outcomes"]) == ["failed", "passed"]
         assert "flaky: this code also passed" in failures.stdout
         causes = cli("failures", "calc", "--by-cause", "--format", "json", env=env)
-        (cause,) = [json.loads(line) for line in causes.stdout.splitlines()]
+        latest, cause = [json.loads(line) for line in causes.stdout.splitlines()]
+        assert (latest["latest"], latest["state"], latest["iteration"]) == (True, "red", 3)
         assert (cause["count"], cause["first_iteration"], cause["last_iteration"]) == (2, 1, 3)
 
     def test_a_non_pytest_failure_shows_the_tail_of_stdout_when_stderr_is_empty(
