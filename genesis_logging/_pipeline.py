@@ -108,6 +108,13 @@ def _raise_exit(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _replayer(spool: Spool | None, inserter: Inserter, batch_size: int) -> SpoolReplayer | None:
+    """What brings spooled batches back through ``inserter`` (none without a spool)."""
+    if spool is None:
+        return None
+    return SpoolReplayer(spool, inserter.insert, batch_size=batch_size, backoff=ReplayBackoff())
+
+
 class BatchPipeline:
     """Deliver rows in batches from one background thread.
 
@@ -162,16 +169,7 @@ class BatchPipeline:
         self._deliverer = Deliverer(
             inserter, self._retry, self.spool, self._abort, self.reporter.describe, self._on_retry
         )
-        self._replayer = (
-            SpoolReplayer(
-                self.spool,
-                inserter.insert,
-                batch_size=self.config.batch_size,
-                backoff=ReplayBackoff(),
-            )
-            if self.spool is not None
-            else None
-        )
+        self._replayer = _replayer(self.spool, inserter, self.config.batch_size)
         self._current: Batch | None = None  # the batch the worker is delivering
         self._permanent_failures = 0
         self._cooldown_until = 0.0

@@ -150,6 +150,49 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_let_go_in_child)
 
 
+def _write_atomically(final: Path, data: bytes, hold: bool) -> int | None:
+    """Write a private file: temporary file, fsync, rename, fsync of the directory. With
+    ``hold``, returns a descriptor holding the file's ``flock``, taken before it appears
+    under its name (a claimed file is never visible unheld)."""
+    directory = final.parent
+    temporary = directory / f".tmp-{os.getpid()}-{threading.get_ident()}-{time.time_ns()}"
+    held = None
+    try:
+        private = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(private, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if hold:
+            held = _hold(temporary)
+        os.replace(temporary, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        if held is not None:
+            os.close(held)
+        raise
+    _sync_directory(directory)
+    return held
+
+
+def _version(directory: Path) -> int:
+    """The directory's modification time: it changes whenever a file comes or goes."""
+    try:
+        return os.stat(directory).st_mtime_ns
+    except OSError:
+        return -1
+
+
+def _sync_directory(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
 class Spool:
     """Undelivered batches on disk, capped in size; oldest files are evicted first.
 
@@ -225,40 +268,17 @@ class Spool:
         self._write_file(directory / entry.name, data)
         if self._known_bytes is not None and not dead:
             self._known_bytes += len(data)
-            self._known_version = self._version()
+            self._known_version = _version(self.directory)
         return evicted
 
     def _write_file(self, final: Path, data: bytes, *, hold: bool = False) -> None:
         try:
-            self._write_atomically(final, data, hold)
+            held = _write_atomically(final, data, hold)
         except FileNotFoundError:  # the directory was deleted under us: make it again
             final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._write_atomically(final, data, hold)
-
-    def _write_atomically(self, final: Path, data: bytes, hold: bool) -> None:
-        """Write, fsync, rename; with ``hold``, the file is held (claimed) before it
-        appears under its name."""
-        directory = final.parent
-        temporary = directory / f".tmp-{os.getpid()}-{threading.get_ident()}-{time.time_ns()}"
-        held = None
-        try:
-            private = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with open(private, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            if hold:
-                held = _hold(temporary)
-            os.replace(temporary, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
-            if held is not None:
-                os.close(held)
-            raise
+            held = _write_atomically(final, data, hold)
         if held is not None:
             self._held[str(final)] = held
-        self._sync_directory(directory)
 
     def _let_go(self, path: Path) -> None:
         """Stop holding a claimed file (delivered, given back or buried)."""
@@ -267,27 +287,11 @@ class Spool:
             with contextlib.suppress(OSError):
                 os.close(descriptor)
 
-    @staticmethod
-    def _sync_directory(directory: Path) -> None:
-        with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
-            descriptor = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
-
-    def _version(self) -> int:
-        """The directory's modification time: it changes whenever a file comes or goes."""
-        try:
-            return os.stat(self.directory).st_mtime_ns
-        except OSError:
-            return -1
-
     def _make_room(self, needed: int) -> int:
         if (
             self._known_bytes is not None
             and self._known_bytes + needed <= self.max_bytes
-            and self._version() == self._known_version
+            and _version(self.directory) == self._known_version
         ):
             return 0  # room, and nobody else wrote or removed since: no listing
         entries = sorted(self._entries(), key=lambda e: e[0].created_ns)
@@ -303,7 +307,7 @@ class Spool:
             total -= size
             evicted += entry.rows
         self._known_bytes = total
-        self._known_version = self._version()
+        self._known_version = _version(self.directory)
         return evicted
 
     def _entries(self) -> Iterator[tuple[SpoolFile, int]]:
