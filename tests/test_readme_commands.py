@@ -29,4 +29,4 @@ def test_demo_records_a_failure_and_shows_it(tmp_path: pathlib.Path) -> None:
     assert "collected 1 item" in done.stdout
     table = done.stdout.split("== genesis-logging failures spec_demo ==")[1]
     assert "AssertionError: add(2, 3) returned -1" in table
-    assert "spec spec_demo · iteration 1 · exit code 1" in table
+    assert "spec spec_demo: iteration 1 is red (exit code 1)" in table
