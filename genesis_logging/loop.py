@@ -83,6 +83,7 @@ class TestResult:
     duration_ms: int
     code_hash: str
     kind: str = "test"  # "test", or what the plugin calls a finer record (a subtest)
+    detail: str = ""  # a subtest's name and parameters, as pytest prints them
 
     @property
     def failed(self) -> bool:
@@ -145,6 +146,7 @@ def _test_result(row: dict[str, Any]) -> TestResult:
         duration_ms=row["duration_ms"],
         code_hash=row["code_hash"],
         kind=row.get("kind") or "test",
+        detail=row.get("subtest") or "",
     )
 
 
@@ -165,7 +167,7 @@ def load_test_records(store: Store, spec: str) -> TestRecords:
         spec,
         TEST_LOGGER,
         ["iteration", "duration_ms", "stderr", "message"],
-        ("test", "outcome", "code_hash", "kind"),
+        ("test", "outcome", "code_hash", "kind", "subtest"),
     )
     tests, summaries = [], {}
     for row in records:

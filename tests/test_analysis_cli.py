@@ -154,7 +154,7 @@ class TestFailuresLatestFirst:
         assert done.returncode == 0, done.stderr
         first, second = done.stdout.splitlines()[:2]
         assert first.startswith("spec kinds: iteration 1 is red (exit code 1; ")
-        assert second == "  FAILED t.py::test_a [i=3] [subtest] — assert 3 == 4"
+        assert second == "  SUBFAILED[subtest] t.py::test_a [i=3] — assert 3 == 4"
         assert cli("diff", "kinds", "1", "1", env=env).returncode == 0
         assert cli("failures", "kinds", "--by-cause", env=env).returncode == 0
 

@@ -521,3 +521,38 @@ class TestCodeUnderTestCannotSilenceIt:
         ]
         assert tests["test_reconfigure.py::test_fails_after"]["outcome"] == "failed"
         assert_counts_match(done, summary_of(records))
+
+
+class TestFailuresReadsLikePytest:
+    """``failures`` lists what pytest's short summary lists, subtests with their
+    parameters (the e2e user saw two bare "[subtest]" lines where pytest named each)."""
+
+    def test_each_subfailed_line_is_there(self, tmp_path: Path) -> None:
+        needs_subtests()
+        done, _ = run(tmp_path, {"test_sub.py": SUBTESTS}, "-q", "-rf")
+        subfailed = [
+            line.split(" - ")[0]
+            for line in done.stdout.splitlines()
+            if line.startswith("SUBFAILED")
+        ]
+        assert len(subfailed) == 2, done.stdout
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("PYTEST_", "GENESIS_", "CLICKHOUSE_"))
+        }
+        answer = subprocess.run(
+            [sys.executable, "-m", "genesis_logging", "failures", "plugin"],
+            env={**env, "GENESIS_LOG_DIR": str(tmp_path / "logs")},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert answer.returncode == 0, answer.stderr
+        listed = [line.strip().split(" — ")[0] for line in answer.stdout.splitlines()]
+        for line in subfailed:
+            assert line in listed, answer.stdout
+        unit = "test_sub.py::TestUnit::test_subtest_fails"
+        assert "FAILED unit — contains 1 failed subtest".replace("unit", unit) in [
+            line.strip() for line in answer.stdout.splitlines()
+        ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, TextIO, TypeVar
@@ -93,6 +94,9 @@ def _bounded(text: str, limit: int) -> str:
     return "…" + text[-limit:]  # the end of a log says the most
 
 
+_SUBTESTS_FAILED = re.compile(r"contains \d+ failed subtests?$")
+
+
 def _failing_tests(
     tests: list[TestResult], flaky: set[str], limit: int
 ) -> tuple[list[dict[str, Any]], int]:
@@ -101,7 +105,9 @@ def _failing_tests(
     used = 0
     failing = [t for t in tests if t.failed]
     for test in failing:
-        line = failure_line(test.text)
+        first = test.text.lstrip().split("\n", 1)[0]
+        # a test failed by its subtests: they are listed with their own assertions
+        line = first if _SUBTESTS_FAILED.match(first) else failure_line(test.text)
         used += len(test.test) + len(line) + 16
         if shown and used > limit:
             break
@@ -110,6 +116,7 @@ def _failing_tests(
                 "test": test.test,
                 "outcome": test.outcome,
                 "kind": test.kind,
+                "detail": test.detail,
                 "line": line,
                 "flaky": test.test in flaky,
             }
@@ -207,8 +214,16 @@ def _render(spec: str, report: dict[str, Any], limit: int) -> str:
     lines = [_headline(spec, report)]
     for test in report["tests"]:
         flag = " (flaky)" if test["flaky"] else ""
-        kind = f" [{test['kind']}]" if test["kind"] != "test" else ""
-        lines.append(f"  {test['outcome'].upper():<6} {test['test']}{kind}{flag} — {test['line']}")
+        if test["kind"] == "test":
+            lines.append(f"  {test['outcome'].upper():<6} {test['test']}{flag} — {test['line']}")
+        else:  # as pytest prints it: SUBFAILED[msg] (params) test
+            shown = test["detail"] or f"[{test['kind']}]"
+            outcome = (
+                f"SUB{test['outcome'].upper()}"
+                if test["kind"] == "subtest"
+                else test["outcome"].upper()
+            )
+            lines.append(f"  {outcome}{shown} {test['test']}{flag} — {test['line']}")
     if report["tests_not_shown"]:
         lines.append(
             f"  … {report['tests_not_shown']} more failing tests not shown (--max-chars "
