@@ -148,6 +148,7 @@ def _snapshot_paths(source: os.PathLike[str] | Sequence[os.PathLike[str]]) -> li
     for item in sources:
         path = Path(item)
         if path.is_dir():
+            root = path.resolve()
             paths.extend(
                 p
                 for p in sorted(path.rglob("*"))
@@ -156,10 +157,20 @@ def _snapshot_paths(source: os.PathLike[str] | Sequence[os.PathLike[str]]) -> li
                     part.startswith(".") or part == "__pycache__"
                     for part in p.relative_to(path).parts
                 )
+                and _inside(p, root)
             )
         else:
             paths.append(path)
     return paths
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path``, links followed, is in ``root``: a link out of the named tree (a
+    key, a config holding a password) is not part of the code that was run."""
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a link loop
+        return False
 
 
 def file_hashes(

@@ -311,3 +311,27 @@ class TestReadOnlyQuery:
         assert done.returncode == 1
         assert "readonly" in done.stderr.lower() or "read-only" in done.stderr.lower()
         assert cli("query", "SELECT count() FROM readonly_test.logs", env=env).returncode == 0
+
+
+class TestSnapshotStaysInItsTree:
+    """Issue 20: ``--snapshot`` followed symlinks out of the named tree: a link to a file
+    outside (a key, a config with a password) was stored in the record."""
+
+    def test_links_out_of_the_tree_are_left_out(self, tmp_path: Path) -> None:
+        from genesis_logging.runner import file_hashes, read_snapshot
+
+        secret = tmp_path / "outside" / "id_rsa"
+        secret.parent.mkdir()
+        secret.write_text("PRIVATE KEY\n")
+        tree = tmp_path / "pkg"
+        (tree / "sub").mkdir(parents=True)
+        (tree / "mod.py").write_text("x = 1\n")
+        (tree / "sub" / "inner.py").write_text("y = 2\n")
+        (tree / "key").symlink_to(secret)
+        (tree / "outside_dir").symlink_to(secret.parent, target_is_directory=True)
+        (tree / "alias.py").symlink_to(tree / "mod.py")  # inside the tree: kept
+
+        text = read_snapshot([tree], 100_000)
+        assert "PRIVATE KEY" not in text
+        assert "alias.py" in text  # a link inside the tree is code like any file
+        assert {Path(p).name for p in file_hashes([tree])} == {"mod.py", "inner.py"}
