@@ -475,3 +475,37 @@ class TestRelativeLogDir:
             env={"GENESIS_LOG_DIR": "logs"},
         )  # fmt: skip
         assert result.stderr.rstrip().endswith(f"logged to {tmp_path / 'logs'}")
+
+
+class TestRunSaysWhereTheRecordWent:
+    """The summary line names the store, and says so when a server did not take the run."""
+
+    @pytest.mark.integration
+    def test_url_option_is_where_the_run_goes(self, running_local_server: LocalServer) -> None:
+        target = Target("local", running_local_server.host, running_local_server.port)
+        target.create_logs_table("genesis_runurl", "logs")
+        url = target.url("genesis_runurl")
+        result = cli(
+            "run", "--spec", "s", "--iteration", "auto", "--url", url, "--", *PASSING, env={}
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.rstrip().endswith(f"logged to {url}"), result.stderr
+        counted = target.client().execute(
+            "SELECT count() FROM genesis_runurl.logs WHERE spec_id = 's'"
+        )
+        assert counted == [(1,)]
+
+    def test_an_unreachable_server_is_not_called_logged(self) -> None:
+        result = cli(
+            "run", "--spec", "s", "--iteration", "1",
+            "--url", "clickhouse://reader:pw-never-shown@127.0.0.1:1/genesis",
+            "--", *PASSING,
+            env={},
+        )  # fmt: skip
+        assert result.returncode == 0  # the command's status all the same
+        last = result.stderr.splitlines()[-1]
+        assert last.endswith(
+            "NOT logged to clickhouse://reader@127.0.0.1:1/genesis (see the warnings above)"
+        )
+        assert "logged to" not in last.split("NOT")[0]
+        assert "pw-never-shown" not in result.stderr

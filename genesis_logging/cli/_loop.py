@@ -89,21 +89,25 @@ def _handlers(
 
 
 def _where_logged(handlers: list[logging.Handler], log_dir: Path | None) -> str:
-    """Where the record went, in a few words (a server that did not take it is said so)."""
+    """Where the record went, in a few words; a server that did not take it is said so."""
     from genesis_logging.handler import ClickHouseHandler
 
-    places = [str(log_dir)] if log_dir is not None else []
+    logged = [str(log_dir)] if log_dir is not None else []
+    missed = []
     for handler in handlers:
         if isinstance(handler, ClickHouseHandler):
             url = handler.config.connection.redacted_url()
             stats = handler.stats()
             if stats.get("sent"):
-                places.append(url)
+                logged.append(url)
             elif stats.get("spooled"):
-                places.append(f"the spool of {url} (the server did not take it yet)")
+                logged.append(f"the spool of {url} (sent when the server is back)")
             else:
-                places.append(f"NOT {url} (the server did not take it; see above)")
-    return "logged to " + " and ".join(places)
+                missed.append(url)
+    said = [f"logged to {' and '.join(logged)}"] if logged else []
+    if missed:
+        said.append(f"NOT logged to {' and '.join(missed)} (see the warnings above)")
+    return "; ".join(said)
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
@@ -320,10 +324,11 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     code = run.pop("code_snapshot", "") or ""
     files = _snapshot_files(code)
     picked = _pick_files(files, args.file) if args.file else {}
-    for name in ("stdout", "stderr"):
+    for name in ("message", "stdout", "stderr"):
         run[name] = _cap(run.get(name) or "", limit)
     if args.format != "table":
-        run["code_files"] = _file_list(files, limit)
+        run.update(code_chars=len(code), code_file_count=len(files) if code else 0)
+        run["code_files"] = _file_list(files, limit) if code else []
         if args.code:
             run["code_snapshot"] = _cap(code, limit)
         if picked:
@@ -332,18 +337,23 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     out.write(
         f"spec {args.spec} · iteration {run['iteration']} · exit code {run['exit_code']} · "
-        f"{run['duration_ms']} ms · {run['timestamp']}\n{_cap(run['message'], limit)}\n"
+        f"{run['duration_ms']} ms · {run['timestamp']}\n{run['message']}\n"
     )
-    for name in ("stdout", "stderr"):
-        out.write(f"\n----- {name} -----\n{run[name]}\n")
-    if picked:
+    if picked:  # only the files asked for
         for path, text in picked.items():
-            out.write(f"\n----- file {path} ({len(text)} characters) -----\n{_cap(text, limit)}\n")
-    elif args.code:
-        out.write(f"\n----- code_snapshot ({len(code)} characters) -----\n{_cap(code, limit)}\n")
+            _section(out, f"file {path} ({len(text)} characters)", _cap(text, limit))
+        return 0
+    for name in ("stdout", "stderr"):
+        _section(out, name, run[name] or "(empty)")
+    if args.code:
+        _section(out, f"code_snapshot ({len(code)} characters)", _cap(code, limit) or "(none)")
     else:
         _write_file_list(out, files, code, limit)
     return 0
+
+
+def _section(out: TextIO, title: str, text: str) -> None:
+    out.write(f"\n----- {title} -----\n{text}{'' if text.endswith(chr(10)) else chr(10)}")
 
 
 def _write_file_list(out: TextIO, files: dict[str, str], code: str, limit: int) -> None:
