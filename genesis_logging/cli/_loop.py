@@ -223,18 +223,24 @@ SHOW_MAX_FILES: Final = 40
 
 
 def _cap(text: str, limit: int) -> str:
-    """``text`` within ``limit`` characters: its start, a marker saying what was cut, its end.
+    """``text`` within about ``limit`` characters: its start, a marker saying what was cut
+    and how to see it, its end; cut at line ends where there are some.
 
     The end gets three quarters: pytest puts the failures and its summary last.
     """
     if limit <= 0 or len(text) <= limit:
         return text
-    head = limit // 4
-    tail = limit - head
-    cut = len(text) - limit
+    head = text[: limit // 4]
+    if "\n" in head:
+        head = head[: head.rindex("\n") + 1]
+    tail = text[len(text) - (limit - limit // 4) :]
+    if "\n" in tail[:-1]:
+        tail = tail[tail.index("\n") + 1 :]
+    cut = len(text) - len(head) - len(tail)
+    gap = "" if not head or head.endswith("\n") else "\n"
     return (
-        f"{text[:head]}\n[… {cut} of {len(text)} characters cut here; "
-        f"--max-chars {min(len(text), 1 << 20)} or --max-chars 0 shows all …]\n{text[-tail:]}"
+        f"{head}{gap}[… {cut} of {len(text)} characters cut here; --max-chars 0 shows all …]\n"
+        f"{tail}"
     )
 
 
@@ -489,15 +495,7 @@ def _number(kind: type, least: float, what: str) -> Any:
     return check
 
 
-def add_loop_commands(commands: Any) -> None:
-    """Register the loop's commands on the top-level sub-parser."""
-    reads, writes = store_options(writes=False), store_options(writes=True)
-    spec_id, sprint_id, task_id = (
-        _text("the spec id"),
-        _text("the sprint id"),
-        _text("the task id"),
-    )
-
+def _add_run(commands: Any, writes: argparse.ArgumentParser) -> None:
     run = commands.add_parser(
         "run",
         parents=[writes],
@@ -506,7 +504,10 @@ def add_loop_commands(commands: Any) -> None:
         "exit with the command's status. Prints one summary line to stderr.",
     )
     run.add_argument(
-        "--spec", required=True, type=spec_id, help="the spec being worked on (spec_id)"
+        "--spec",
+        required=True,
+        type=_text("the spec id"),
+        help="the spec being worked on (spec_id)",
     )
     run.add_argument(
         "--iteration",
@@ -514,8 +515,8 @@ def add_loop_commands(commands: Any) -> None:
         type=_iteration,
         help="a number, or 'auto' for the spec's last one + 1",
     )
-    run.add_argument("--sprint", type=sprint_id, help="sprint_id of the run")
-    run.add_argument("--task", type=task_id, help="task_id of the run")
+    run.add_argument("--sprint", type=_text("the sprint id"), help="sprint_id of the run")
+    run.add_argument("--task", type=_text("the task id"), help="task_id of the run")
     run.add_argument(
         "--snapshot", nargs="*", help="files or directories with the code that is run"
     )
@@ -537,22 +538,8 @@ def add_loop_commands(commands: Any) -> None:
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     run.set_defaults(handler=cmd_run)
 
-    query = commands.add_parser("query", parents=[reads], help="run read-only SQL on genesis.logs")
-    add_format_option(query)
-    query.add_argument(
-        "sql", type=_text("the query"), help="the query; the logs are the table genesis.logs"
-    )
-    query.set_defaults(handler=cmd_query)
 
-    tail = commands.add_parser("tail", parents=[reads], help="the latest records")
-    add_format_option(tail)
-    tail.add_argument("--spec", help="only this spec_id")
-    tail.add_argument("--level", help="only this level (info, error ...)")
-    tail.add_argument("--limit", "-n", type=int, default=20, help="how many records (default 20)")
-    tail.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
-    tail.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
-    tail.set_defaults(handler=cmd_tail)
-
+def _add_show(commands: Any, reads: argparse.ArgumentParser) -> None:
     show = commands.add_parser(
         "show",
         parents=[reads],
@@ -561,7 +548,7 @@ def add_loop_commands(commands: Any) -> None:
         "marker saying so) and the names and sizes of the files in its code snapshot.",
     )
     add_format_option(show)
-    show.add_argument("spec", type=spec_id, help="spec_id")
+    show.add_argument("spec", type=_text("the spec id"), help="spec_id")
     show.add_argument(
         "--iteration",
         type=_number(int, 0, "a whole number >= 0"),
@@ -582,6 +569,30 @@ def add_loop_commands(commands: Any) -> None:
         "0 = everything, every file listed)",
     )
     show.set_defaults(handler=cmd_show)
+
+
+def add_loop_commands(commands: Any) -> None:
+    """Register the loop's commands on the top-level sub-parser."""
+    reads, writes = store_options(writes=False), store_options(writes=True)
+    _add_run(commands, writes)
+
+    query = commands.add_parser("query", parents=[reads], help="run read-only SQL on genesis.logs")
+    add_format_option(query)
+    query.add_argument(
+        "sql", type=_text("the query"), help="the query; the logs are the table genesis.logs"
+    )
+    query.set_defaults(handler=cmd_query)
+
+    tail = commands.add_parser("tail", parents=[reads], help="the latest records")
+    add_format_option(tail)
+    tail.add_argument("--spec", help="only this spec_id")
+    tail.add_argument("--level", help="only this level (info, error ...)")
+    tail.add_argument("--limit", "-n", type=int, default=20, help="how many records (default 20)")
+    tail.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
+    tail.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    tail.set_defaults(handler=cmd_tail)
+
+    _add_show(commands, reads)
 
     load = commands.add_parser("load", help="insert console JSON lines into a server")
     add_url_option(load, writes=True)
