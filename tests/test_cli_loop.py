@@ -509,3 +509,26 @@ class TestRunSaysWhereTheRecordWent:
         )
         assert "logged to" not in last.split("NOT")[0]
         assert "pw-never-shown" not in result.stderr
+
+
+class TestLoadMistakes:
+    """``load``: a missing destination or file is said before anything is read or sent."""
+
+    def test_no_server_is_said(self, tmp_path: Path) -> None:
+        lines = tmp_path / "a.jsonl"
+        lines.write_text("")
+        result = cli("load", str(lines), env={})
+        assert result.returncode == 1
+        assert "no server to load into: pass --url" in result.stderr
+        assert "CLICKHOUSE_URL" in result.stderr
+
+    def test_missing_files_are_named_together(self, tmp_path: Path) -> None:
+        present = tmp_path / "a.jsonl"
+        present.write_text("")
+        result = cli(
+            "load", str(present), "nope-1.jsonl", "nope-2.jsonl",
+            "--url", "clickhouse://127.0.0.1:1/genesis",
+            env={},
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert "no such file: nope-1.jsonl, nope-2.jsonl (nothing was loaded)" in result.stderr

@@ -431,6 +431,14 @@ def _rows_of(
 
 
 def cmd_load(args: argparse.Namespace, out: TextIO) -> int:
+    if not _server_configured(args):
+        raise CommandError(
+            "no server to load into: pass --url clickhouse://USER@HOST:9000/genesis "
+            "or set CLICKHOUSE_URL (or CLICKHOUSE_HOST)"
+        )
+    missing = [name for name in args.files if not os.path.isfile(name)]
+    if missing:
+        raise CommandError(f"no such file: {', '.join(missing)} (nothing was loaded)")
     settings = connection_settings(args.url)
     inserter = ClickHouseInserter(settings, args.table)
     malformed = [0]
