@@ -297,6 +297,20 @@ class TestRunPrintsLittle:
             result.stderr.split(" · ")[2] + " · not logged (--no-log)\n"
         )
 
+    def test_a_timeout_and_a_command_not_found_are_said(self, tmp_path: Path) -> None:
+        slow = [sys.executable, "-c", "import time; time.sleep(30)"]
+        late = cli(
+            "run", "--spec", "s", "--iteration", "1", "--timeout", "0.5", "--no-log", "--", *slow
+        )
+        assert late.returncode == 124
+        assert "s iteration 1 · exit 124 (timed out) · " in late.stderr
+        missing = cli(
+            "run", "--spec", "s", "--iteration", "1", "--no-log", "--", "no-such-cmd-xyz"
+        )
+        assert missing.returncode == 127
+        assert "exit 127 (not started: FileNotFoundError: " in missing.stderr
+        assert "no-such-cmd-xyz" in missing.stderr
+
     def test_no_log_with_a_store_records_nothing(self, tmp_path: Path) -> None:
         env = local_env(tmp_path)
         cli("run", "--spec", "s", "--iteration", "1", "--", *PASSING, env=env)

@@ -153,7 +153,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             handler.close()
             logging.getLogger().removeHandler(handler)
     where = "not logged (--no-log)" if args.no_log else _where_logged(handlers, log_dir)
-    outcome = "timed out" if result.timed_out else f"exit {result.exit_code}"
+    outcome = f"exit {result.exit_code}"
+    if result.timed_out:
+        outcome += " (timed out)"
+    elif not result.started:  # the reason was never on the terminal: say it
+        outcome += f" (not started: {result.stderr[:300]})"
     sys.stderr.write(
         f"genesis-logging: {args.spec} iteration {iteration} · {outcome} · "
         f"{result.duration_ms / 1000:.1f} s · {where}\n"
