@@ -8,7 +8,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -475,7 +475,7 @@ def cmd_load(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _text(what: str) -> Any:
+def _text(what: str) -> Callable[[str], str]:
     """A parser type refusing an empty value: ``--spec ""`` is a mistake, not an id."""
 
     def check(value: str) -> str:
@@ -492,12 +492,12 @@ def _iteration(value: str) -> str:
     raise argparse.ArgumentTypeError(f"{value!r} is not a whole number >= 0 or 'auto'")
 
 
-def _number(kind: type, least: float, what: str) -> Any:
+def _number(kind: Callable[[str], float], least: float, what: str) -> Callable[[str], Any]:
     """A parser type for a number of at least ``least``."""
 
     def check(value: str) -> Any:
         try:
-            number = kind(value)
+            number: float | None = kind(value)
         except ValueError:
             number = None
         if number is None or number < least or number != number:  # NaN
