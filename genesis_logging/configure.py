@@ -33,12 +33,14 @@ def setup_logging(
     service: str | None = None,
     version: str | None = None,
     stream: TextIO | None = None,
+    console: bool = True,
     clickhouse: bool | None = None,
     **clickhouse_options: Any,
 ) -> list[logging.Handler]:
     """Configure the root logger the way the specification's worker template does.
 
-    - a console handler writing genesis JSON lines (to ``stream``, default stderr);
+    - a console handler writing genesis JSON lines (to ``stream``, default stderr), unless
+      ``console`` is false (``genesis-logging run`` keeps the terminal for the command);
     - a :class:`ClickHouseHandler` too when ``clickhouse`` is true, or, by default, when
       ``CLICKHOUSE_URL`` or ``CLICKHOUSE_HOST`` is set; ``clickhouse_options`` go to it,
       and ``GENESIS_SPOOL_DIR``, when set, turns its disk spool on;
@@ -57,10 +59,12 @@ def setup_logging(
     """
     root = logging.getLogger()
     root_level = _level(level if level is not None else os.environ.get("LOG_LEVEL", "info"))
-    console = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    console.set_name(CONSOLE_HANDLER_NAME)
-    console.setFormatter(GenesisJsonFormatter(service=service, version=version))
-    handlers: list[logging.Handler] = [console]
+    handlers: list[logging.Handler] = []
+    if console:
+        printer = logging.StreamHandler(stream if stream is not None else sys.stderr)
+        printer.set_name(CONSOLE_HANDLER_NAME)
+        printer.setFormatter(GenesisJsonFormatter(service=service, version=version))
+        handlers.append(printer)
 
     if clickhouse is None:
         clickhouse = bool(os.environ.get("CLICKHOUSE_URL") or os.environ.get("CLICKHOUSE_HOST"))

@@ -42,6 +42,7 @@ EXIT_TIMEOUT: Final = 124
 _F = TypeVar("_F", bound=Callable[..., Any])
 _CHUNK: Final = 65536
 _PIPE_GRACE: Final = 5.0  # seconds to drain the pipes once the command has exited
+_MARKER_ROOM: Final = 80  # characters kept free for the truncation marker
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,19 @@ class _Capture:
                     self.echo.write(chunk)
                     self.echo.flush()
 
-    def text(self) -> str:
-        text = self.kept.decode("utf-8", "replace")
-        if self.total > len(self.kept):
-            text += f"\n…[truncated: {self.total - len(self.kept)} of {self.total} bytes not kept]"
-        return text
+    def text(self, note: str = "") -> str:
+        """The kept output, its truncation marker and ``note``, within ``limit`` characters.
+
+        The record's field limit is the same size by default: were the marker appended
+        past it, that limit would cut the marker off and the loss would go unsaid.
+        """
+        data = bytes(self.kept)
+        if self.total > len(data) or len(data) + len(note) > self.limit:
+            data = data[: max(0, self.limit - len(note) - _MARKER_ROOM)]
+        text = data.decode("utf-8", "replace")  # never more characters than bytes
+        if self.total > len(data):
+            text += f"\n…[truncated: {self.total - len(data)} of {self.total} bytes not kept]"
+        return text + note
 
 
 def read_snapshot(
@@ -300,9 +309,8 @@ def run_and_log(
         return result
     timed_out = _wait_capturing(process, out, err, timeout)
     duration_ms = round((time.monotonic() - started) * 1000)
-    stderr = err.text()
-    if timed_out:
-        stderr += f"\n[genesis-logging: killed after the {timeout:g}s timeout]"
+    killed = f"\n[genesis-logging: killed after the {timeout:g}s timeout]" if timed_out else ""
+    stderr = err.text(killed)
     result = RunResult(
         shown,
         EXIT_TIMEOUT if timed_out else process.returncode,

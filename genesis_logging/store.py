@@ -32,6 +32,7 @@ __all__ = [
     "TableColumns",
     "local_log_dir",
     "prepare_mcp_data_path",
+    "project_root",
     "select_records",
     "server_error_cause",
     "spec_ids",
@@ -41,10 +42,38 @@ CHDB_SUBDIR: Final = ".chdb"
 _EMPTY_FILE: Final = "genesis-empty.jsonl"  # keeps the view's glob matching in an empty store
 
 
+#: What marks a project's root folder: a relative ``GENESIS_LOG_DIR`` starts there.
+PROJECT_MARKERS: Final = ("pyproject.toml", "setup.cfg", "setup.py", ".git")
+
+
+def project_root(start: str | os.PathLike[str] | None = None) -> Path:
+    """The nearest folder from ``start`` (default the cwd) up holding a project marker.
+
+    Markers are :data:`PROJECT_MARKERS`; with none up to ``/``, ``start`` itself, so a
+    relative store path means the same folder from anywhere inside one project.
+    """
+    here = Path(start if start is not None else os.getcwd()).absolute()
+    for folder in (here, *here.parents):
+        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
+            return folder
+    return here
+
+
 def local_log_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """``explicit``, else ``$GENESIS_LOG_DIR``, else ``None``."""
-    value = explicit or os.environ.get("GENESIS_LOG_DIR")
-    return Path(value) if value else None
+    """``explicit``, else ``$GENESIS_LOG_DIR``, else ``None``; always absolute.
+
+    An explicit (``--log-dir``) relative path is relative to the cwd, as any command-line
+    path is. A relative ``$GENESIS_LOG_DIR`` is relative to :func:`project_root`, so an
+    ``export GENESIS_LOG_DIR=.genesis/logs`` names one store from every subfolder of
+    the project (the CLI, :class:`LocalStoreHandler` and the pytest plugin agree).
+    """
+    if explicit:
+        return Path(explicit).absolute()
+    value = os.environ.get("GENESIS_LOG_DIR")
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else project_root() / path
 
 
 class LocalStoreHandler(logging.handlers.RotatingFileHandler):

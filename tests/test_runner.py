@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from genesis_logging._codec import DEFAULT_MAX_FIELD_CHARS
 from genesis_logging.runner import (
     EXIT_NOT_STARTED,
     EXIT_TIMEOUT,
@@ -21,6 +23,14 @@ from .conftest import Captured
 from .fakes import rss_mb
 
 PY = sys.executable
+TRUNCATED = re.compile(r"\n…\[truncated: (\d+) of (\d+) bytes not kept\]$")
+
+
+def marker_numbers(text: str) -> tuple[int, int]:
+    """(bytes not kept, bytes in all) of the runner's marker, which must end ``text``."""
+    found = TRUNCATED.search(text)
+    assert found is not None, text[-200:]
+    return int(found.group(1)), int(found.group(2))
 
 
 def alive(pid: int) -> bool:
@@ -131,8 +141,44 @@ class TestRunAndLog:
         assert result.stdout_bytes == 100 * 1048576
         line = captured.one()
         assert line["stdout"].startswith("x" * 1000)
-        assert "[truncated: 103857600 of 104857600 bytes not kept]" in line["stdout"]
-        assert len(line["stdout"]) < 1_100_000
+        # the marker fits inside the limit with the text kept (issue 20 point 7)
+        kept, total = marker_numbers(line["stdout"])
+        assert total == 104857600
+        assert line["stdout"].startswith("x" * (total - kept))
+        assert len(line["stdout"]) <= 1_000_000
+
+    def test_the_marker_survives_the_field_limit(self, captured: Captured) -> None:
+        """5 MiB of output, default limits: the record says what was cut, in the text."""
+        result = run_and_log(
+            [PY, "-c", "import sys\nfor _ in range(5): sys.stdout.write('y' * 1048576)"],
+            spec_id="s",
+            iteration=1,
+            logger=captured.logger,
+        )
+        line = captured.one()
+        not_kept, total = marker_numbers(line["stdout"])
+        assert total == result.stdout_bytes == 5 * 1048576
+        kept = len(line["stdout"]) - len(TRUNCATED.search(line["stdout"]).group(0))  # type: ignore[union-attr]
+        assert kept + not_kept == total
+        assert len(line["stdout"]) <= DEFAULT_MAX_FIELD_CHARS
+        assert "stdout.original_length" not in line.get("attributes", {})  # not cut twice
+
+    def test_a_timeout_note_after_a_full_capture_is_kept(self, captured: Captured) -> None:
+        script = (
+            "import sys, time\nsys.stderr.write('e' * 5000); sys.stderr.flush(); time.sleep(60)"
+        )
+        run_and_log(
+            [PY, "-c", script],
+            spec_id="s",
+            iteration=1,
+            timeout=1,
+            logger=captured.logger,
+            max_output_bytes=5000,
+        )
+        stderr = captured.one()["stderr"]
+        assert len(stderr) <= 5000
+        assert stderr.endswith("[genesis-logging: killed after the 1s timeout]")
+        assert "bytes not kept]" in stderr  # what made room for the note is said too
 
     def test_output_that_is_not_utf8(self, captured: Captured) -> None:
         run_and_log(

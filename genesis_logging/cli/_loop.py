@@ -8,14 +8,15 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 from genesis_logging._codec import Row, row_from_json_line
 from genesis_logging._inserts import PartialInsertError, insert_in_chunks
 from genesis_logging.configure import setup_logging
-from genesis_logging.runner import run_and_log
+from genesis_logging.errors import ConfigurationError
+from genesis_logging.runner import run_and_log, split_snapshot
 from genesis_logging.schema import FIELDS, Source
 from genesis_logging.store import LocalStoreHandler, Store, local_log_dir
 from genesis_logging.transport import ClickHouseInserter
@@ -28,6 +29,7 @@ from ._common import (
     describe,
     open_log_store,
     query_once,
+    require_spec,
     show_result,
     store_options,
 )
@@ -43,6 +45,15 @@ _RUN_TEXT = tuple(f.name for f in FIELDS if f.source is Source.RUN and f.bulky)
 # -- run ---------------------------------------------------------------------------------
 
 
+#: Said before anything runs when ``run`` has nowhere to log (exit status 2).
+NO_STORE: Final = """genesis-logging: no log store is configured, so this run would not be recorded.
+Configure one of the two, then run again:
+  local store (a folder):  export GENESIS_LOG_DIR=.genesis/logs   or   run --log-dir DIR ...
+  ClickHouse server:       export CLICKHOUSE_URL=clickhouse://USER@HOST:9000/genesis   or   run --url URL ...
+or pass --no-log to run the command without recording it.
+"""
+
+
 def _next_iteration(args: argparse.Namespace) -> int:
     store = open_log_store(args)
     result = query_once(
@@ -54,26 +65,75 @@ def _next_iteration(args: argparse.Namespace) -> int:
     return int(last) + 1
 
 
-def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
-    command = [part for part in args.cmd if part != "--"] if args.cmd else []
-    if not command:
-        raise CommandError("nothing to run: give the command after --")
-    log_dir = local_log_dir(args.log_dir)
-    if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        os.environ["GENESIS_LOG_DIR"] = str(log_dir.resolve())  # the command logs there too
+def _server_configured(args: argparse.Namespace) -> bool:
+    return bool(args.url or os.environ.get("CLICKHOUSE_URL") or os.environ.get("CLICKHOUSE_HOST"))
+
+
+def _handlers(
+    args: argparse.Namespace, log_dir: Path | None, server: bool
+) -> list[logging.Handler]:
+    """Where the record goes: the configured stores, and stderr only with --print-record."""
+    options: dict[str, Any] = {"url": args.url} if args.url else {}
     try:
-        iteration = _next_iteration(args) if args.iteration == "auto" else int(args.iteration)
-    except ValueError:
-        raise CommandError("--iteration must be a whole number >= 0 or 'auto'") from None
-    if iteration < 0:
-        raise CommandError("--iteration must be a whole number >= 0 or 'auto'")
-    handlers = setup_logging(stream=sys.stderr)
+        handlers = setup_logging(
+            stream=sys.stderr, console=args.print_record, clickhouse=server, **options
+        )
+    except ConfigurationError as error:
+        raise CommandError(str(error)) from None
     if log_dir is not None:
         store_handler = LocalStoreHandler(log_dir)
         store_handler.set_name("genesis-local-store")
         logging.getLogger().addHandler(store_handler)
         handlers.append(store_handler)
+    return handlers
+
+
+def _where_logged(handlers: list[logging.Handler], log_dir: Path | None) -> str:
+    """Where the record went, in a few words; a server that did not take it is said so."""
+    from genesis_logging.handler import ClickHouseHandler
+
+    logged = [str(log_dir)] if log_dir is not None else []
+    missed = []
+    for handler in handlers:
+        if isinstance(handler, ClickHouseHandler):
+            url = handler.config.connection.redacted_url()
+            stats = handler.stats()
+            if stats.get("sent"):
+                logged.append(url)
+            elif stats.get("spooled"):
+                logged.append(f"the spool of {url} (sent when the server is back)")
+            else:
+                missed.append(url)
+    said = [f"logged to {' and '.join(logged)}"] if logged else []
+    if missed:
+        said.append(f"NOT logged to {' and '.join(missed)} (see the warnings above)")
+    return "; ".join(said)
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    command = [part for part in args.cmd if part != "--"] if args.cmd else []
+    if not command:
+        raise CommandError("nothing to run: give the command after --, e.g. run ... -- pytest -q")
+    log_dir = local_log_dir(args.log_dir)
+    server = _server_configured(args)
+    if log_dir is None and not server and not args.no_log:
+        sys.stderr.write(NO_STORE)
+        return 2
+    if log_dir is not None and not args.no_log:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        os.environ["GENESIS_LOG_DIR"] = str(log_dir)  # the command logs there too
+    if args.iteration != "auto":
+        iteration = int(args.iteration)
+    elif log_dir is not None or server:
+        iteration = _next_iteration(args)
+    else:
+        iteration = 1
+    handlers = [] if args.no_log else _handlers(args, log_dir, server)
+    log = logging.getLogger("genesis.run")
+    log.setLevel(logging.INFO)  # LOG_LEVEL=error must not lose the run
+    if args.no_log:  # not even logging's last resort may print it
+        log.addHandler(logging.NullHandler())
+        log.propagate = False
     snapshot = [Path(p) for p in args.snapshot] if args.snapshot else None
     try:
         result = run_and_log(
@@ -84,6 +144,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             task_id=args.task,
             code_snapshot=snapshot,
             timeout=args.timeout,
+            logger=log,
             echo=True,
         )
     finally:
@@ -91,6 +152,16 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             handler.flush()
             handler.close()
             logging.getLogger().removeHandler(handler)
+    where = "not logged (--no-log)" if args.no_log else _where_logged(handlers, log_dir)
+    outcome = f"exit {result.exit_code}"
+    if result.timed_out:
+        outcome += " (timed out)"
+    elif not result.started:  # the reason was never on the terminal: say it
+        outcome += f" (not started: {result.stderr[:300]})"
+    sys.stderr.write(
+        f"genesis-logging: {args.spec} iteration {iteration} · {outcome} · "
+        f"{result.duration_ms / 1000:.1f} s · {where}\n"
+    )
     return result.exit_code if 0 <= result.exit_code <= 255 else 1
 
 
@@ -149,35 +220,172 @@ def cmd_tail(args: argparse.Namespace, out: TextIO) -> int:
         store.close()
 
 
-def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
-    has_output = " OR ".join(f"{name} != ''" for name in _RUN_TEXT)
+#: What ``show`` prints of each text by default; ``--max-chars 0`` prints everything.
+SHOW_MAX_CHARS: Final = 4000
+#: Files of a snapshot listed by default (names and sizes, never their text).
+SHOW_MAX_FILES: Final = 40
+
+
+def _cap(text: str, limit: int) -> str:
+    """``text`` within about ``limit`` characters: its start, a marker saying what was cut
+    and how to see it, its end; cut at line ends where there are some.
+
+    The end gets three quarters: pytest puts the failures and its summary last.
+    """
+    if limit <= 0 or len(text) <= limit:
+        return text
+    head = text[: limit // 4]
+    if "\n" in head:
+        head = head[: head.rindex("\n") + 1]
+    tail = text[len(text) - (limit - limit // 4) :]
+    if "\n" in tail[:-1]:
+        tail = tail[tail.index("\n") + 1 :]
+    cut = len(text) - len(head) - len(tail)
+    gap = "" if not head or head.endswith("\n") else "\n"
+    return (
+        f"{head}{gap}[… {cut} of {len(text)} characters cut here; --max-chars 0 shows all …]\n"
+        f"{tail}"
+    )
+
+
+def _snapshot_files(code: str) -> dict[str, str]:
+    return {} if not code else split_snapshot(code)
+
+
+def _short_names(paths: list[str]) -> tuple[str, dict[str, str]]:
+    """The folder all ``paths`` share, and each path relative to it (for a short list)."""
+    try:
+        common = os.path.commonpath(paths) if len(paths) > 1 else ""
+    except ValueError:  # absolute and relative mixed
+        common = ""
+    if common in paths:  # one file's own path: keep the name
+        common = os.path.dirname(common)
+    start = len(common) + 1 if common else 0
+    return common, {path: path[start:] for path in paths}
+
+
+def _pick_files(files: dict[str, str], wanted: list[str]) -> dict[str, str]:
+    """The files asked for by ``--file``: a stored path, or the end of one if it is unique."""
+    if list(files) == [""]:
+        raise CommandError("this snapshot is one text without file names: --code prints it")
+    picked = {}
+    for name in wanted:
+        if name in files:
+            picked[name] = files[name]
+            continue
+        ends = [path for path in files if path.endswith("/" + name.lstrip("./"))]
+        if len(ends) == 1:
+            picked[ends[0]] = files[ends[0]]
+            continue
+        import difflib
+
+        near = ends or difflib.get_close_matches(name, list(files), n=3, cutoff=0.3)
+        hint = f"; did you mean {', '.join(near[:3])}?" if near else ""
+        raise CommandError(
+            f"no file {name!r} in this run's snapshot ({len(files)} files){hint}"
+            f"{'' if hint else ' (show without --file lists them)'}"
+        )
+    return picked
+
+
+def _file_list(files: dict[str, str], limit: int) -> list[dict[str, Any]]:
+    shown = list(files.items()) if limit == 0 else list(files.items())[:SHOW_MAX_FILES]
+    return [{"path": path, "chars": len(text)} for path, text in shown]
+
+
+def _fetch_run(args: argparse.Namespace, store: Store) -> dict[str, Any]:
+    """The latest (or the asked) run record of the spec with its output; plain words if none."""
+    require_spec(store, args.spec)
+    has_output = " OR ".join(f"{store.column(name)} != ''" for name in _RUN_TEXT)
     where = f"spec_id = {{spec:String}} AND ({has_output})"
     params: dict[str, Any] = {"spec": args.spec}
     if args.iteration is not None:
         where += " AND iteration = {iteration:UInt32}"
         params["iteration"] = args.iteration
-    store = open_log_store(args)
-    sql = (
-        f"SELECT timestamp, level, iteration, exit_code, duration_ms, message, {', '.join(_RUN_TEXT)} "
-        f"FROM {store.logs} WHERE {where} ORDER BY timestamp DESC LIMIT 1"
-    )
-    result = query_once(store, sql, params)
-    if not result.rows:
-        raise CommandError(
-            f"no run recorded for spec {args.spec!r}"
-            + (f" iteration {args.iteration}" if args.iteration is not None else "")
+    columns = ["timestamp", "level", "iteration", "exit_code", "duration_ms", "message"]
+    selected = ", ".join(f"{store.column(c)} AS {c}" for c in [*columns, *_RUN_TEXT])
+    sql = f"SELECT {selected} FROM {store.logs} WHERE {where} ORDER BY timestamp DESC LIMIT 1"
+    try:
+        result = store.query(sql, params)
+        if result.rows:
+            return result.dicts()[0]
+        known = store.query(
+            f"SELECT DISTINCT iteration FROM {store.logs} WHERE spec_id = {{spec:String}} "
+            f"AND ({has_output}) ORDER BY iteration DESC LIMIT 10",
+            {"spec": args.spec},
         )
+    except Exception as error:
+        raise CommandError(f"query failed on {store.name}: {describe(error)}") from None
+    iterations = ", ".join(str(row[0]) for row in known.rows) or "none"
+    raise CommandError(
+        f"no run recorded for spec {args.spec!r}"
+        + (f" iteration {args.iteration}" if args.iteration is not None else "")
+        + f" (latest iterations with a run: {iterations})"
+    )
+
+
+def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
+    store = open_log_store(args)
+    try:
+        run = _fetch_run(args, store)
+    finally:
+        store.close()
+    limit = args.max_chars
+    code = run.pop("code_snapshot", "") or ""
+    files = _snapshot_files(code)
+    picked = _pick_files(files, args.file) if args.file else {}
+    for name in ("message", "stdout", "stderr"):
+        run[name] = _cap(run.get(name) or "", limit)
     if args.format != "table":
-        render(result.columns, result.rows, args.format, out)
+        run.update(code_chars=len(code), code_file_count=len(files) if code else 0)
+        run["code_files"] = _file_list(files, limit) if code else []
+        if args.code:
+            run["code_snapshot"] = _cap(code, limit)
+        if picked:
+            run["files"] = {path: _cap(text, limit) for path, text in picked.items()}
+        render(list(run), [tuple(run.values())], args.format, out)
         return 0
-    run = result.dicts()[0]
     out.write(
         f"spec {args.spec} · iteration {run['iteration']} · exit code {run['exit_code']} · "
         f"{run['duration_ms']} ms · {run['timestamp']}\n{run['message']}\n"
     )
-    for name in _RUN_TEXT:
-        out.write(f"\n----- {name} -----\n{run[name]}\n")
+    if picked:  # only the files asked for
+        for path, text in picked.items():
+            _section(out, f"file {path} ({len(text)} characters)", _cap(text, limit))
+        return 0
+    for name in ("stdout", "stderr"):
+        _section(out, name, run[name] or "(empty)")
+    if args.code:
+        _section(out, f"code_snapshot ({len(code)} characters)", _cap(code, limit) or "(none)")
+    else:
+        _write_file_list(out, files, code, limit)
     return 0
+
+
+def _section(out: TextIO, title: str, text: str) -> None:
+    out.write(f"\n----- {title} -----\n{text}{'' if text.endswith(chr(10)) else chr(10)}")
+
+
+def _write_file_list(out: TextIO, files: dict[str, str], code: str, limit: int) -> None:
+    """The snapshot as names and sizes: what ``--code`` / ``--file`` would print."""
+    if not code:
+        out.write("\n----- code: none recorded (run --snapshot PATH records it) -----\n")
+        return
+    if list(files) == [""]:
+        out.write(f"\n----- code: one text, {len(code)} characters (--code prints it) -----\n")
+        return
+    common, short = _short_names(list(files))
+    where = f" under {common}" if common else ""
+    out.write(
+        f"\n----- code: {len(files)} files{where}, {len(code)} characters "
+        "(--code prints it, --file PATH one file) -----\n"
+    )
+    listed = _file_list(files, limit)
+    width = max(len(str(entry["chars"])) for entry in listed)
+    for entry in listed:
+        out.write(f"{entry['chars']:>{width}}  {short[entry['path']]}\n")
+    if len(listed) < len(files):
+        out.write(f"… and {len(files) - len(listed)} more files (--max-chars 0 lists all)\n")
 
 
 class _Progress:
@@ -227,6 +435,14 @@ def _rows_of(
 
 
 def cmd_load(args: argparse.Namespace, out: TextIO) -> int:
+    if not _server_configured(args):
+        raise CommandError(
+            "no server to load into: pass --url clickhouse://USER@HOST:9000/genesis "
+            "or set CLICKHOUSE_URL (or CLICKHOUSE_HOST)"
+        )
+    missing = [name for name in args.files if not os.path.isfile(name)]
+    if missing:
+        raise CommandError(f"no such file: {', '.join(missing)} (nothing was loaded)")
     settings = connection_settings(args.url)
     inserter = ClickHouseInserter(settings, args.table)
     malformed = [0]
@@ -259,27 +475,124 @@ def cmd_load(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def add_loop_commands(commands: Any) -> None:
-    """Register the loop's commands on the top-level sub-parser."""
-    reads, writes = store_options(writes=False), store_options(writes=True)
+def _text(what: str) -> Callable[[str], str]:
+    """A parser type refusing an empty value: ``--spec ""`` is a mistake, not an id."""
 
-    run = commands.add_parser("run", parents=[writes], help="run a command and log the run")
-    run.add_argument("--spec", required=True, help="the spec being worked on (spec_id)")
-    run.add_argument(
-        "--iteration", required=True, help="a number, or 'auto' for the spec's last one + 1"
+    def check(value: str) -> str:
+        if not value.strip():
+            raise argparse.ArgumentTypeError(f"{what} must not be empty")
+        return value
+
+    return check
+
+
+def _iteration(value: str) -> str:
+    if value == "auto" or (value.isdigit() and value.isascii()):
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r} is not a whole number >= 0 or 'auto'")
+
+
+def _number(kind: Callable[[str], float], least: float, what: str) -> Callable[[str], Any]:
+    """A parser type for a number of at least ``least``."""
+
+    def check(value: str) -> Any:
+        try:
+            number: float | None = kind(value)
+        except ValueError:
+            number = None
+        if number is None or number < least or number != number:  # NaN
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what}")
+        return number
+
+    return check
+
+
+def _add_run(commands: Any, writes: argparse.ArgumentParser) -> None:
+    run = commands.add_parser(
+        "run",
+        parents=[writes],
+        help="run a command and log the run",
+        description="Run a command, show its output live, and log the run as one record; "
+        "exit with the command's status. Prints one summary line to stderr.",
     )
-    run.add_argument("--sprint", help="sprint_id of the run")
-    run.add_argument("--task", help="task_id of the run")
+    run.add_argument(
+        "--spec",
+        required=True,
+        type=_text("the spec id"),
+        help="the spec being worked on (spec_id)",
+    )
+    run.add_argument(
+        "--iteration",
+        required=True,
+        type=_iteration,
+        help="a number, or 'auto' for the spec's last one + 1",
+    )
+    run.add_argument("--sprint", type=_text("the sprint id"), help="sprint_id of the run")
+    run.add_argument("--task", type=_text("the task id"), help="task_id of the run")
     run.add_argument(
         "--snapshot", nargs="*", help="files or directories with the code that is run"
     )
-    run.add_argument("--timeout", type=float, help="seconds before the command is killed")
+    run.add_argument(
+        "--timeout",
+        type=_number(float, 0.001, "a number of seconds > 0"),
+        help="seconds before the command is killed",
+    )
+    run.add_argument(
+        "--print-record",
+        action="store_true",
+        help="also print the whole record (code snapshot included) to stderr as a JSON line",
+    )
+    run.add_argument(
+        "--no-log",
+        action="store_true",
+        help="run the command without recording it (needed when no store is configured)",
+    )
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     run.set_defaults(handler=cmd_run)
 
+
+def _add_show(commands: Any, reads: argparse.ArgumentParser) -> None:
+    show = commands.add_parser(
+        "show",
+        parents=[reads],
+        help="stdout, stderr and the code's file list of one run",
+        description="One run of a spec: its stdout and stderr (each cut to --max-chars with a "
+        "marker saying so) and the names and sizes of the files in its code snapshot.",
+    )
+    add_format_option(show)
+    show.add_argument("spec", type=_text("the spec id"), help="spec_id")
+    show.add_argument(
+        "--iteration",
+        type=_number(int, 0, "a whole number >= 0"),
+        help="this iteration (default: the latest)",
+    )
+    show.add_argument("--code", action="store_true", help="print the code snapshot too")
+    show.add_argument(
+        "--file",
+        action="append",
+        metavar="PATH",
+        help="print this file of the code snapshot (its path or the end of it; repeatable)",
+    )
+    show.add_argument(
+        "--max-chars",
+        type=_number(int, 0, "a whole number >= 0"),
+        default=SHOW_MAX_CHARS,
+        help=f"longest text printed, cut in the middle with a marker (default {SHOW_MAX_CHARS}; "
+        "0 = everything, every file listed)",
+    )
+    show.set_defaults(handler=cmd_show)
+
+
+def add_loop_commands(commands: Any) -> None:
+    """Register the loop's commands on the top-level sub-parser."""
+    reads, writes = store_options(writes=False), store_options(writes=True)
+    _add_run(commands, writes)
+
     query = commands.add_parser("query", parents=[reads], help="run read-only SQL on genesis.logs")
     add_format_option(query)
-    query.add_argument("sql", help="the query; the logs are the table genesis.logs")
+    query.add_argument(
+        "sql", type=_text("the query"), help="the query; the logs are the table genesis.logs"
+    )
     query.set_defaults(handler=cmd_query)
 
     tail = commands.add_parser("tail", parents=[reads], help="the latest records")
@@ -291,15 +604,18 @@ def add_loop_commands(commands: Any) -> None:
     tail.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
     tail.set_defaults(handler=cmd_tail)
 
-    show = commands.add_parser("show", parents=[reads], help="stdout, stderr and code of one run")
-    add_format_option(show)
-    show.add_argument("spec", help="spec_id")
-    show.add_argument("--iteration", type=int, help="this iteration (default: the latest)")
-    show.set_defaults(handler=cmd_show)
+    _add_show(commands, reads)
 
     load = commands.add_parser("load", help="insert console JSON lines into a server")
     add_url_option(load, writes=True)
     load.add_argument("files", nargs="+", help="JSON-lines files written by the console track")
-    load.add_argument("--table", default="logs", help="table inside the database")
-    load.add_argument("--batch-size", type=int, default=5000, help="rows per insert")
+    load.add_argument(
+        "--table", type=_text("the table"), default="logs", help="table inside the database"
+    )
+    load.add_argument(
+        "--batch-size",
+        type=_number(int, 1, "a whole number >= 1"),
+        default=5000,
+        help="rows per insert",
+    )
     load.set_defaults(handler=cmd_load)
