@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shlex
@@ -42,6 +43,7 @@ EXIT_TIMEOUT: Final = 124
 _F = TypeVar("_F", bound=Callable[..., Any])
 _CHUNK: Final = 65536
 _PIPE_GRACE: Final = 5.0  # seconds to drain the pipes once the command has exited
+_INTERRUPT_GRACE: Final = 5.0  # seconds the command has to end after Ctrl-C or SIGTERM
 _MARKER_ROOM: Final = 80  # characters kept free for the truncation marker
 
 
@@ -56,6 +58,7 @@ class RunResult:
     duration_ms: int
     timed_out: bool = False
     started: bool = True
+    interrupted: int = 0  # the signal (SIGINT, SIGTERM) this process got and passed on
     stdout_bytes: int = 0
     stderr_bytes: int = 0
 
@@ -307,17 +310,27 @@ def run_and_log(
         result = RunResult(shown, EXIT_NOT_STARTED, "", reason, duration_ms, started=False)
         _log_run(log, result, identity, code, cwd, timeout)
         return result
-    timed_out = _wait_capturing(process, out, err, timeout)
+    timed_out, interrupted = _wait_capturing(process, out, err, timeout)
     duration_ms = round((time.monotonic() - started) * 1000)
     killed = f"\n[genesis-logging: killed after the {timeout:g}s timeout]" if timed_out else ""
+    if interrupted:
+        killed = (
+            f"\n[genesis-logging: {signal.Signals(interrupted).name} passed on to the command]"
+        )
     stderr = err.text(killed)
+    exit_code = process.returncode
+    if timed_out:
+        exit_code = EXIT_TIMEOUT
+    elif interrupted:
+        exit_code = 128 + interrupted  # as a shell reports a command ended by a signal
     result = RunResult(
         shown,
-        EXIT_TIMEOUT if timed_out else process.returncode,
+        exit_code,
         out.text(),
         stderr,
         duration_ms,
         timed_out=timed_out,
+        interrupted=interrupted,
         stdout_bytes=out.total,
         stderr_bytes=err.total,
     )
@@ -327,8 +340,9 @@ def run_and_log(
 
 def _wait_capturing(
     process: subprocess.Popen[bytes], out: _Capture, err: _Capture, timeout: float | None
-) -> bool:
-    """Capture both streams until the process ends; ``True`` if it had to be killed."""
+) -> tuple[bool, int]:
+    """Capture both streams until the process ends. Returns whether it had to be killed
+    for its timeout, and the signal passed on to it (0: none)."""
     assert process.stdout is not None
     assert process.stderr is not None
     pumps = [
@@ -337,16 +351,62 @@ def _wait_capturing(
     ]
     for pump in pumps:
         pump.start()
-    timed_out = False
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_tree(process)
-        process.wait()
+    received: list[int] = []
+    with _passing_signals_on(process, received) as polling:
+        timed_out = _wait(process, timeout, received, polling)
+    if received:
+        _kill_tree(process)  # what the command left behind in its group goes with it
     for pump in pumps:
         pump.join(_PIPE_GRACE)  # a background grandchild may hold the pipe open forever
-    return timed_out
+    return timed_out, received[0] if received else 0
+
+
+@contextlib.contextmanager
+def _passing_signals_on(process: subprocess.Popen[bytes], received: list[int]) -> Iterator[bool]:
+    """While the command runs, Ctrl-C and SIGTERM to us go to its process group.
+
+    The command sits in a session of its own (so a timeout can kill its whole tree), out
+    of the terminal's reach: a Ctrl-C would stop only us and leave it running. Yields
+    whether the handlers are in place (only the main thread may set them).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield False
+        return
+
+    def pass_on(signum: int, frame: object) -> None:
+        received.append(signum)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signum)
+
+    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield True
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _wait(
+    process: subprocess.Popen[bytes], timeout: float | None, received: list[int], polling: bool
+) -> bool:
+    """Wait for the command; ``True`` if it was killed for its timeout. After a signal
+    was passed on, it gets :data:`_INTERRUPT_GRACE` seconds to end, then it is killed."""
+    end = math.inf if timeout is None else time.monotonic() + timeout
+    grace_end = math.inf
+    while True:
+        if received and grace_end == math.inf:
+            grace_end = time.monotonic() + _INTERRUPT_GRACE
+        now = time.monotonic()
+        if now >= min(end, grace_end):
+            _kill_tree(process)
+            process.wait()
+            return now >= end and not received
+        limit = min(end, grace_end) - now
+        try:  # short waits while signals may arrive: the handler only sets ``received``
+            process.wait(min(limit, 0.1) if polling else None if limit == math.inf else limit)
+        except subprocess.TimeoutExpired:
+            continue
+        return False
 
 
 @dataclass(frozen=True)
@@ -372,6 +432,8 @@ def _log_run(
         outcome = "could not be started"
     elif result.timed_out:
         outcome = f"timed out after {timeout:g}s"
+    elif result.interrupted:
+        outcome = f"interrupted by {signal.Signals(result.interrupted).name}"
     else:
         outcome = "succeeded" if result.ok else f"failed with exit code {result.exit_code}"
     extra: dict[str, Any] = {

@@ -355,7 +355,8 @@ _READING_QUERIES: Final = frozenset(
 #: with exit code 1: …") and the pytest plugin ("test failed: NODEID", "test session: …")
 #: write. ClickHouse (re2) regular expressions, the same on 18.16 and today's engine.
 _RUN_MESSAGE: Final = (
-    "^run (succeeded|failed with exit code -?[0-9]+|timed out after [^:]*|could not be started): "
+    "^run (succeeded|failed with exit code -?[0-9]+|timed out after [^:]*|"
+    "interrupted by SIG[A-Z]+|could not be started): "
 )
 _TEST_MESSAGE: Final = "^test [a-z]+: "
 _SESSION_MESSAGE: Final = "^test session: "

@@ -59,3 +59,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except CommandError as error:
         sys.stderr.write(f"genesis-logging: {error}\n")
         return 1
+    except KeyboardInterrupt:  # Ctrl-C between commands' own handling: no traceback
+        sys.stderr.write("genesis-logging: interrupted\n")
+        return 130

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 import uuid
@@ -156,6 +157,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     outcome = f"exit {result.exit_code}"
     if result.timed_out:
         outcome += " (timed out)"
+    elif result.interrupted:
+        outcome += f" (interrupted by {signal.Signals(result.interrupted).name})"
     elif not result.started:  # the reason was never on the terminal: say it
         outcome += f" (not started: {result.stderr[:300]})"
     sys.stderr.write(
