@@ -13,6 +13,7 @@ records as the pytest plugin does (a few failing with pytest-sized failure text)
     python benchmarks/loop_commands.py                   # build a store in a temp dir, 9 rounds
     python benchmarks/loop_commands.py --store DIR       # reuse (or build once into) DIR
     python benchmarks/loop_commands.py --rounds 3 --iterations 20
+    python benchmarks/loop_commands.py --before 16a5c5e   # also the reads of that revision
 
 Writes ``benchmarks/results/loop_commands.json``. Figures are reported, never asserted.
 """
@@ -137,8 +138,34 @@ def timed(command: list[str]) -> tuple[float, int, int]:
     return elapsed, int(usage.ru_maxrss), process.returncode
 
 
-def commands(store: Path) -> dict[str, list[str]]:
-    cli = [sys.executable, "-m", "genesis_logging"]
+def checkout(revision: str, directory: Path) -> Path:
+    """The package as it was at ``revision`` (``git archive``: the repository is untouched)."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "genesis_logging"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
+    return directory
+
+
+def commands(store: Path, before: Path | None = None) -> dict[str, list[str]]:
+    """Each command as a fresh process; with ``before``, also the loop's reads as run by
+    the package in that directory (put first on ``sys.path``)."""
+    named = _commands(store, [sys.executable, "-m", "genesis_logging"])
+    if before is not None:
+        old = [sys.executable, "-c", OLD_MAIN, str(before)]
+        for name, command in _commands(store, old).items():
+            if name.split()[0] in ("failures", "diff", "verify", "tail"):
+                named[f"{name} (before)"] = command
+    return named
+
+
+#: Runs ``python -m genesis_logging`` from the directory given first (an older revision).
+OLD_MAIN = "import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = 'genesis-logging'; runpy.run_module('genesis_logging', run_name='__main__')"
+
+
+def _commands(store: Path, cli: list[str]) -> dict[str, list[str]]:
     local = ["--log-dir", str(store)]
     return {
         "python -c pass": [sys.executable, "-c", "pass"],
@@ -178,9 +205,9 @@ def store_facts(store: Path) -> dict[str, Any]:
     }
 
 
-def measure(store: Path, rounds: int) -> dict[str, Any]:
+def measure(store: Path, rounds: int, before: Path | None) -> dict[str, Any]:
     shutil.rmtree(store / ".index", ignore_errors=True)
-    named = commands(store)
+    named = commands(store, before)
     cold_seconds, cold_rss, _ = timed(named["failures SPEC"])  # builds the index
     samples: dict[str, list[tuple[float, int]]] = {name: [] for name in named}
     order = list(named)
@@ -212,6 +239,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--tests", type=int, default=765)
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument(
+        "--before", metavar="REVISION", help="also time the reads of this git revision"
+    )
     args = parser.parse_args()
     scratch = None
     if args.store is None:
@@ -223,7 +253,11 @@ def main() -> None:
             started = time.perf_counter()
             build_store(store, args.iterations, args.tests)
             print(f"built {store} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        result = measure(store, args.rounds)
+        old = None
+        if args.before:
+            old = checkout(args.before, Path(tempfile.mkdtemp(prefix="genesis-before-")))
+        result = measure(store, args.rounds, old)
+        result["before"] = args.before
         result["store"] = {**store_facts(store), "iterations": args.iterations}
         result["machine"] = {
             "python": platform.python_version(),

@@ -384,9 +384,11 @@ class LocalIndex:
         rows: list[dict[str, Any]] = []
         keys: list[tuple[int, int]] = []
         names = list(dict.fromkeys([*columns, *attributes]))
+        make = _record_maker(names)
         for known, numbers in found:
             if not numbers:
                 continue
+            every = len(numbers) == known.rows  # a whole file: its columns as they are
             values: list[list[Any]] = []
             for name in names:
                 if name in BULKY:
@@ -398,7 +400,10 @@ class LocalIndex:
                     column = known.column(name)
                 else:
                     raise KeyError(f"no column {name!r} in the index")
-                picked = [column[i] for i in numbers] if column is not None else [0] * len(numbers)
+                if column is None:
+                    picked = [0] * len(numbers)
+                else:
+                    picked = column.tolist() if every else [column[i] for i in numbers]
                 if name in attributes:
                     values.append(
                         [
@@ -413,8 +418,11 @@ class LocalIndex:
                 else:
                     values.append(picked)
             iterations, stamps = known.column("iteration"), known.column("timestamp")
-            keys.extend((iterations[i], stamps[i]) for i in numbers)
-            rows.extend(dict(zip(names, row, strict=True)) for row in zip(*values, strict=True))
+            if every:
+                keys.extend(zip(iterations.tolist(), stamps.tolist(), strict=True))
+            else:
+                keys.extend((iterations[i], stamps[i]) for i in numbers)
+            rows.extend(map(make, *values) if values else ({} for _ in numbers))
         return rows, keys
 
     def _bulky(self, known: _File, numbers: list[int], name: str) -> list[str]:
@@ -465,6 +473,19 @@ def _long_place(line: bytes, key: str, text: str) -> int:
     """A long attribute's place in its line, as a negative number (``_LONG``: unknown)."""
     start, end = _span(line, text, key, max(line.find(b'"attributes": {'), 0))
     return _LONG if start < 0 else -(3 + (start << 32 | end))
+
+
+def _record_maker(names: Sequence[str]) -> Any:
+    """A function of one value per name that returns the record as a dict.
+
+    Compiled for the names (each written as a string literal by ``repr``): a dict display
+    builds the tens of thousands of records of a spec twice as fast as ``dict(zip())``.
+    """
+    if not names:
+        return dict
+    arguments = ", ".join(f"v{i}" for i in range(len(names)))
+    display = ", ".join(f"{name!r}: v{i}" for i, name in enumerate(names))
+    return eval(f"lambda {arguments}: {{{display}}}", {"__builtins__": {}})
 
 
 def _probes(handle: Any, offset: int) -> tuple[int, int]:
