@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import heapq
 import json
 import os
 import sys
@@ -355,22 +356,21 @@ class LocalIndex:
             level is not None and wanted_level is None
         ):
             return []
-        chosen: list[tuple[int, int, _File, int]] = []
-        for position, known in enumerate(self.files.values()):
-            specs, levels, stamps = (
-                known.column("spec_id"),
-                known.column("level"),
-                known.column("timestamp"),
+        newest: list[tuple[int, int, int]] = []  # (timestamp, file, row) of each file's newest
+        files = list(self.files.values())
+        for position, known in enumerate(files):
+            specs, levels = known.column("spec_id").tolist(), known.column("level").tolist()
+            stamps = known.column("timestamp").tolist()
+            matching = (
+                (stamp, position, row)
+                for row, stamp in enumerate(stamps)
+                if (wanted_spec is None or specs[row] == wanted_spec)
+                and (wanted_level is None or levels[row] == wanted_level)
+                and (since is None or stamp > since)
             )
-            for row in range(known.rows):
-                if (
-                    (wanted_spec is None or specs[row] == wanted_spec)
-                    and (wanted_level is None or levels[row] == wanted_level)
-                    and (since is None or stamps[row] > since)
-                ):
-                    chosen.append((stamps[row], position, known, row))
-        chosen.sort(key=lambda c: (c[0], c[1], c[3]), reverse=True)
-        rows, _ = self._rows([(known, [row]) for _, _, known, row in chosen[:limit]], TAIL_COLUMNS)
+            newest += heapq.nlargest(limit, matching)
+        chosen = [(files[position], row) for _, position, row in heapq.nlargest(limit, newest)]
+        rows, _ = self._rows([(known, [row]) for known, row in chosen], TAIL_COLUMNS)
         return rows
 
     def _rows(
