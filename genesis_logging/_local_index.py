@@ -49,6 +49,7 @@ _PATTERN: Final = "*.jsonl*"  # the view's glob
 #: Suffixes chDB decompresses by name; a store holding one is left to chDB.
 _COMPRESSED: Final = (".gz", ".gzip", ".zst", ".zstd", ".lz4", ".xz", ".bz2", ".br", ".deflate")
 _PROBE: Final = 64  # bytes checksummed at a file's start and at its indexed end
+_LISTINGS: Final = 5  # listings of the directory to get two that agree
 _SHORT: Final = 256  # attribute values up to this many characters live in the index
 _LONG: Final = -1  # an attribute too long for the index: read from the line
 _KINDS: Final = {f.name: f.kind for f in FIELDS}
@@ -208,38 +209,57 @@ class LocalIndex:
     def refresh(self) -> None:
         """Read what was appended since the last refresh; forget files that are gone."""
         present: dict[str, _File] = {}
-        for entry in sorted(os.scandir(self.directory), key=lambda e: e.name):
-            if not fnmatch.fnmatch(entry.name, _PATTERN) or not entry.is_file():
-                continue
-            if entry.name.endswith(_COMPRESSED):
-                raise UnindexableError(f"{entry.name} is compressed")
-            stat = entry.stat()
+        for name, stat in self._listing():
+            if name.endswith(_COMPRESSED):
+                raise UnindexableError(f"{name} is compressed")
             key = f"{stat.st_dev}:{stat.st_ino}"
-            known = self.files.get(key) or _File(key, entry.name)
-            known.name = entry.name
+            known = self.files.get(key) or _File(key, name)
+            known.name = name
             present[key] = known
             if stat.st_size != known.offset or stat.st_mtime_ns != known.modified:
-                self._extend(known, stat.st_size, stat.st_mtime_ns)
+                self._extend(known)
         if present.keys() != self.files.keys():
             self.changed = True
         self.files = present
 
-    def _extend(self, known: _File, size: int, modified: int) -> None:
+    def _listing(self) -> list[tuple[str, os.stat_result]]:
+        """The store's files and their identities, listed while no file was renamed.
+
+        A rotation renames several files one after another; a listing taken meanwhile
+        can miss one. It is taken again until two in a row agree (at most a few times).
+        """
+        previous: list[tuple[str, int]] | None = None
+        for _ in range(_LISTINGS):
+            found = []
+            for entry in sorted(os.scandir(self.directory), key=lambda e: e.name):
+                if fnmatch.fnmatch(entry.name, _PATTERN) and entry.is_file():
+                    found.append((entry.name, entry.stat()))
+            identities = [(name, stat.st_ino) for name, stat in found]
+            if identities == previous:
+                break
+            previous = identities
+        return found
+
+    def _extend(self, known: _File) -> None:
         """Index what was appended to ``known``; from its start if it is another file now
         (same inode number but shorter, or changed without growing, or other bytes)."""
         try:
-            handle = open(self.directory / known.name, "rb")  # noqa: SIM115 - closed below
-        except OSError:
-            return  # rotated away between listing and opening: next time
+            handle = self._open(known)  # by inode: a rotation may have renamed it
+        except (OSError, UnindexableError):
+            return  # gone since the listing
         with handle:
+            stat = os.fstat(handle.fileno())
+            size = stat.st_size  # what is read below, whatever is appended meanwhile
             if known.offset and (
-                size <= known.offset or _probes(handle, known.offset) != (known.head, known.tail)
+                size < known.offset
+                or (size == known.offset and stat.st_mtime_ns != known.modified)
+                or _probes(handle, known.offset) != (known.head, known.tail)
             ):
                 known.reset()
                 self.changed = True
-            known.modified = modified
             handle.seek(known.offset)
-            data = handle.read()
+            data = handle.read(size - known.offset)
+            known.modified = stat.st_mtime_ns
             end = data.rfind(b"\n") + 1  # a last line without its newline is still being written
             if end == 0:
                 return
@@ -455,7 +475,7 @@ class LocalIndex:
 
     def _open(self, known: _File) -> Any:
         """The file by its identity: a rotation may have renamed it since the refresh."""
-        for _ in range(2):
+        for _ in range(_LISTINGS):
             with contextlib.suppress(FileNotFoundError):
                 handle = open(self.directory / known.name, "rb")  # noqa: SIM115 - the caller's
                 stat = os.fstat(handle.fileno())
@@ -463,9 +483,9 @@ class LocalIndex:
                     return handle
                 handle.close()
             for entry in os.scandir(self.directory):
-                stat = entry.stat()
-                if f"{stat.st_dev}:{stat.st_ino}" == known.key:
-                    known.name = entry.name
+                with contextlib.suppress(FileNotFoundError):
+                    if f"{entry.stat().st_dev}:{entry.inode()}" == known.key:
+                        known.name = entry.name
         raise UnindexableError(f"{known.name} is gone: rotated out while being read")
 
 

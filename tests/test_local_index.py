@@ -319,3 +319,51 @@ def test_the_index_is_not_matched_by_the_view_glob(store_dir: Path) -> None:
     store.close()
     assert not list(store_dir.glob("*.jsonl*/"))
     assert all(not p.name.endswith(".jsonl") for p in (store_dir / ".index").iterdir())
+
+
+def test_readers_beside_a_writer_agree_with_the_files(tmp_path: Path) -> None:
+    """Processes read (and save the index) while another appends and rotates: each answer is
+    a prefix of the records, and the last one has them all, once each."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    writer = (
+        "import logging\n"
+        "from genesis_logging.store import LocalStoreHandler\n"
+        f"handler = LocalStoreHandler({str(logs)!r}, max_bytes=20_000, backup_count=1000)\n"
+        "logger = logging.getLogger('genesis.pytest')\n"
+        "logger.addHandler(handler); logger.propagate = False; logger.setLevel(logging.INFO)\n"
+        "for n in range(3000):\n"
+        "    logger.info('test %d', n, extra={'spec_id': 's', 'iteration': n, 'kind': 'test',"
+        " 'test': f't{n}', 'stderr': 'x' * (n % 50)})\n"
+        "handler.close()\n"
+    )
+    reader = (
+        "import sys, time\n"
+        "from genesis_logging.store import LocalStore\n"
+        "seen = []\n"
+        "for _ in range(15):\n"
+        f"    store = LocalStore({str(logs)!r})\n"
+        "    rows = store.select('s', 'genesis.pytest', ['iteration', 'stderr'], ('test',), kind='test')\n"
+        "    assert [r['iteration'] for r in rows] == list(range(len(rows))), 'not a prefix'\n"
+        "    assert all(r['test'] == f\"t{r['iteration']}\" and r['stderr'] == 'x' * (r['iteration'] % 50) for r in rows)\n"
+        "    seen.append(len(rows)); store.close(); time.sleep(0.05)\n"
+        "print(seen)\n"
+    )
+    env, cwd = clean_env(), OUTSIDE_CHECKOUT
+    writing = subprocess.Popen([sys.executable, "-c", writer], env=env, cwd=cwd)
+    readers = [
+        subprocess.Popen(
+            [sys.executable, "-c", reader], env=env, cwd=cwd, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    assert writing.wait(120) == 0
+    for process in readers:
+        output, _ = process.communicate(timeout=120)
+        assert process.returncode == 0
+        assert output.startswith("[")
+    assert len(list(logs.glob("*.jsonl.*"))) >= 2  # it rotated while being read
+    final = LocalStore(logs)
+    rows = final.select("s", "genesis.pytest", ["iteration"], kind="test")
+    assert [r["iteration"] for r in rows] == list(range(3000))
+    final.close()
