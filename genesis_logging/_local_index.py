@@ -67,6 +67,8 @@ _PLACES: Final = (
 )
 _ABSENT: Final = (-1, -1)
 _UNKNOWN: Final = (-2, -2)
+#: The columns an index file holds: one saved with others is read again from the files.
+_LAYOUT: Final = [*COMPACT, *_PLACES, _SHORT]
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MILLISECOND: Final = timedelta(milliseconds=1)
 TAIL_COLUMNS: Final = ("timestamp", "level", "spec_id", "iteration", "exit_code", "message")
@@ -419,7 +421,7 @@ class LocalIndex:
                 elif name in _KINDS and _KINDS[name] is not Kind.STRING_MAP:
                     column = known.column(name)
                 else:
-                    raise KeyError(f"no column {name!r} in the index")
+                    raise UnindexableError(f"no column {name!r} in the index")
                 if column is None:
                     picked = [0] * len(numbers)
                 else:
@@ -530,8 +532,8 @@ def _read(path: Path) -> tuple[dict[str, _File], list[str]]:
         body = len(_MAGIC) + 8
         size = int.from_bytes(data[len(_MAGIC) : body], "little")
         header = json.loads(data[body : body + size])
-        if header["byteorder"] != sys.byteorder:
-            return {}, [""]
+        if header["byteorder"] != sys.byteorder or header["layout"] != _LAYOUT:
+            return {}, [""]  # another machine's, or the schema changed since: read again
         blob = memoryview(data)[body + size :]
         files = {}
         for entry in header["files"]:
@@ -578,7 +580,8 @@ def _write(folder: Path, files: dict[str, _File], strings: list[str]) -> None:
                 position += len(raw)
         entries.append(entry)
     header = json.dumps(
-        {"byteorder": sys.byteorder, "strings": strings, "files": entries}, separators=(",", ":")
+        {"byteorder": sys.byteorder, "layout": _LAYOUT, "strings": strings, "files": entries},
+        separators=(",", ":"),
     ).encode()
     temporary = folder / f".{_INDEX_FILE}.{os.getpid()}.tmp"
     try:

@@ -367,3 +367,20 @@ def test_readers_beside_a_writer_agree_with_the_files(tmp_path: Path) -> None:
     rows = final.select("s", "genesis.pytest", ["iteration"], kind="test")
     assert [r["iteration"] for r in rows] == list(range(3000))
     final.close()
+
+
+def test_a_damaged_index_or_an_odd_question_falls_back(store_dir: Path) -> None:
+    """A damaged index file is read again from the files; a column the index does not
+    keep (the whole ``attributes`` map) is answered by chDB."""
+    store = LocalStore(store_dir)
+    expected = store.select("spec_a", "genesis.run", ["iteration", "stdout"])
+    store.close()
+    index = store_dir / ".index" / "records-v1.bin"
+    index.write_bytes(index.read_bytes()[:300])  # cut short
+    again = LocalStore(store_dir)
+    assert again.select("spec_a", "genesis.run", ["iteration", "stdout"]) == expected
+    assert again._chdb is None
+    whole = again.select("spec_a", "genesis.run", ["iteration", "attributes"])
+    assert whole == select_records(again, "spec_a", "genesis.run", ["iteration", "attributes"])
+    assert "code_hash" in whole[0]["attributes"]
+    again.close()
