@@ -19,7 +19,6 @@ from typing import Any, Final, Protocol
 
 from .ddl import quote_identifier, quote_string, view_statements
 from .errors import ConfigurationError
-from .formatter import GenesisJsonFormatter
 from .schema import FIELDS, FIELDS_BY_NAME, Kind
 from .settings import ConnectionSettings
 
@@ -110,6 +109,8 @@ class LocalStoreHandler(logging.handlers.RotatingFileHandler):
             encoding="utf-8",
             delay=True,
         )
+        from .formatter import GenesisJsonFormatter  # here: the readers do not need it
+
         self.setFormatter(GenesisJsonFormatter(service=service, version=version))
 
 
@@ -265,6 +266,10 @@ def _locked_by_another_process(chdb_path: Path) -> bool:
 class LocalStore:
     """The local store read through chDB, exposed as ``genesis.logs``.
 
+    The loop's own reads (:meth:`select`, :meth:`specs`, :meth:`latest`) are answered from
+    an index of the files (:mod:`genesis_logging._local_index`) without starting chDB, whose
+    start-up costs most of a second; chDB starts on the first SQL query.
+
     The session is in memory: the store's files are the only state, and no lock is held
     on a path, so any number of readers run beside the MCP server (which owns
     ``<log_dir>/.chdb`` for as long as the assistant is connected).
@@ -276,12 +281,37 @@ class LocalStore:
             raise ConfigurationError(f"log directory {self.directory} does not exist")
         self.name = f"local store {self.directory}"
         self.logs = "genesis.logs"
-        self._session: Any = _chdb_session(":memory:")
-        self.ensure_view()
+        self._chdb: Any = None
+        self._index: Any = None  # a LocalIndex, or False when the files need chDB
+
+    @property
+    def _session(self) -> Any:
+        """The chDB session, started (and the view created) on first use."""
+        if self._chdb is None:
+            self._chdb = _chdb_session(":memory:")
+            _create_view(self._chdb, self.directory)
+        return self._chdb
 
     def ensure_view(self) -> None:
         """(Re)create the view ``genesis.logs`` over the store's files."""
-        _create_view(self._session, self.directory)
+        if self._chdb is not None:
+            _create_view(self._chdb, self.directory)
+
+    def _fresh_index(self) -> Any:
+        """The index, current with the files; ``None`` when only chDB can read them."""
+        from ._local_index import LocalIndex, UnindexableError
+
+        if self._index is False:
+            return None
+        try:
+            if self._index is None:
+                self._index = LocalIndex(self.directory)
+            self._index.refresh()
+            self._index.save()
+        except UnindexableError:
+            self._index = False
+            return None
+        return self._index
 
     def attribute(self, name: str) -> str:
         return f"attributes[{quote_string(name)}]"
@@ -298,10 +328,37 @@ class LocalStore:
         *,
         kind: str | None = None,
     ) -> list[dict[str, Any]]:
+        from ._local_index import UnindexableError
+
+        index = self._fresh_index()
+        if index is not None:
+            try:
+                return list(index.select(spec, logger, columns, attributes, kind=kind))
+            except UnindexableError:
+                self._index = False
         return select_records(self, spec, logger, columns, attributes, kind=kind)
 
     def specs(self) -> list[str]:
-        return spec_ids(self)
+        index = self._fresh_index()
+        return list(index.specs()) if index is not None else spec_ids(self)
+
+    def latest(
+        self, limit: int, *, spec: str | None = None, level: str | None = None, since: Any = None
+    ) -> QueryResult | None:
+        """``tail``'s newest ``limit`` records (newest first) from the index, ``since`` a
+        timestamp as this returns it; ``None`` when the files need chDB."""
+        from ._local_index import TAIL_COLUMNS, UnindexableError, clickhouse_milliseconds
+
+        index = self._fresh_index()
+        if index is None:
+            return None
+        after = clickhouse_milliseconds(since) if since is not None else None
+        try:
+            rows = index.latest(limit, spec=spec, level=level, since=after)
+        except UnindexableError:
+            self._index = False
+            return None
+        return QueryResult(TAIL_COLUMNS, [[row[c] for c in TAIL_COLUMNS] for row in rows])
 
     def query(
         self, sql: str, params: dict[str, Any] | None = None, *, readonly: bool = False
@@ -313,7 +370,8 @@ class LocalStore:
         if readonly:
             self._check_reads_only(sql)
         result = self._session.query(sql, "JSONCompactEachRowWithNames", params=params or {})
-        lines = str(result).splitlines()
+        lines = str(result).split("\n")  # not splitlines(): U+2028 and NEL are text
+        lines = [line for line in lines if line]
         if not lines:
             return QueryResult([], [])
         columns = json.loads(lines[0])
@@ -331,7 +389,9 @@ class LocalStore:
         self._session.query("SET readonly = 2")  # no DDL from here on in this session
 
     def close(self) -> None:
-        self._session.close()
+        if self._chdb is not None:
+            self._chdb.close()
+            self._chdb = None
 
 
 _PARAM: Final = re.compile(r"\{(\w+):([^}]+)\}")

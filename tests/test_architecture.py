@@ -31,6 +31,7 @@ LEAVES: Final = {
     "_faults",
     "_guard",
     "_inserts",
+    "_local_index",
     "_policies",
     "_report",
     "_values",

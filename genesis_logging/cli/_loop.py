@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import signal
@@ -11,16 +12,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from genesis_logging._codec import Row, row_from_json_line
-from genesis_logging._inserts import PartialInsertError, insert_in_chunks
-from genesis_logging.configure import setup_logging
 from genesis_logging.errors import ConfigurationError
-from genesis_logging.runner import run_and_log, split_snapshot
 from genesis_logging.schema import FIELDS, Source
-from genesis_logging.store import LocalStoreHandler, Store, local_log_dir
-from genesis_logging.transport import ClickHouseInserter
+from genesis_logging.store import LocalStore, LocalStoreHandler, Store, local_log_dir
 
 from ._common import (
     CommandError,
@@ -35,6 +31,12 @@ from ._common import (
     store_options,
 )
 from ._output import render
+
+if TYPE_CHECKING:
+    from genesis_logging._codec import Row
+
+# Writing (run, load) imports the handlers and the ClickHouse driver inside its command:
+# the read commands start without them.
 
 __all__ = ["add_loop_commands"]
 
@@ -74,6 +76,8 @@ def _handlers(
     args: argparse.Namespace, log_dir: Path | None, server: bool
 ) -> list[logging.Handler]:
     """Where the record goes: the configured stores, and stderr only with --print-record."""
+    from genesis_logging.configure import setup_logging  # the handlers: only to write
+
     options: dict[str, Any] = {"url": args.url} if args.url else {}
     try:
         handlers = setup_logging(
@@ -112,6 +116,8 @@ def _where_logged(handlers: list[logging.Handler], log_dir: Path | None) -> str:
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    from genesis_logging.runner import run_and_log  # writing: not loaded by the read commands
+
     command = [part for part in args.cmd if part != "--"] if args.cmd else []
     if not command:
         raise CommandError("nothing to run: give the command after --, e.g. run ... -- pytest -q")
@@ -175,6 +181,10 @@ def cmd_query(args: argparse.Namespace, out: TextIO) -> int:
     return show_result(args, out, open_log_store(args), args.sql, {}, readonly=True)
 
 
+#: ``tail --level``'s choices: the levels a record is written with.
+LEVEL_CHOICES = ("debug", "info", "warning", "error", "critical")
+
+
 def _tail_query(
     args: argparse.Namespace, store: Store, since: Any | None
 ) -> tuple[str, dict[str, Any]]:
@@ -196,20 +206,50 @@ def _tail_query(
     return sql, params
 
 
+def _tail_rows(
+    args: argparse.Namespace, store: Store, since: Any | None
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The newest records after ``since``, oldest first: from the local store's index
+    when it has one (no chDB), else by SQL."""
+    try:
+        result = None
+        if isinstance(store, LocalStore):
+            level = args.level.lower() if args.level else None
+            result = store.latest(args.limit, spec=args.spec or None, level=level, since=since)
+        if result is None:
+            sql, params = _tail_query(args, store, since)
+            result = store.query(sql, params)
+    except Exception as error:
+        raise CommandError(f"query failed on {store.name}: {describe(error)}") from None
+    return result.columns, list(reversed(result.rows))
+
+
+def _print_rows(
+    args: argparse.Namespace, columns: list[str], rows: list[Any], out: TextIO, first: bool
+) -> None:
+    """Rows as ``render`` writes them; when following, the header only the first time and
+    no row count (the rows go on)."""
+    buffer = io.StringIO()
+    render(columns, rows, args.format, buffer, colour=out.isatty())
+    lines = buffer.getvalue().splitlines(keepends=True)
+    if args.follow and args.format == "table":
+        lines = lines[:-1] if first else lines[2:-1]  # the "(N rows)" line; the header
+    elif args.follow and args.format == "csv" and not first:
+        lines = lines[1:]
+    out.writelines(lines)
+    out.flush()
+
+
 def cmd_tail(args: argparse.Namespace, out: TextIO) -> int:
     store = open_log_store(args)
     since = None
+    first = True
     try:
         while True:
-            sql, params = _tail_query(args, store, since)
-            try:
-                result = store.query(sql, params)
-            except Exception as error:
-                raise CommandError(f"query failed on {store.name}: {describe(error)}") from None
-            rows = list(reversed(result.rows))
-            if rows or since is None:
-                render(result.columns, rows, args.format, out, colour=out.isatty())
-                out.flush()
+            columns, rows = _tail_rows(args, store, since)
+            if rows or first:
+                _print_rows(args, columns, rows, out, first)
+                first = False
             if rows:
                 since = rows[-1][0]
             if not args.follow:
@@ -252,6 +292,8 @@ def _cap(text: str, limit: int) -> str:
 
 
 def _snapshot_files(code: str) -> dict[str, str]:
+    from genesis_logging.runner import split_snapshot
+
     return {} if not code else split_snapshot(code)
 
 
@@ -416,6 +458,8 @@ def _rows_of(
     files: list[str], out: TextIO, malformed: list[int], progress: _Progress
 ) -> Iterator[Row]:
     """The records of console JSON-lines files; malformed lines are reported and counted."""
+    from genesis_logging._codec import row_from_json_line
+
     for name in files:
         try:
             handle = open(name, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed by the with below
@@ -438,6 +482,9 @@ def _rows_of(
 
 
 def cmd_load(args: argparse.Namespace, out: TextIO) -> int:
+    from genesis_logging._inserts import PartialInsertError, insert_in_chunks
+    from genesis_logging.transport import ClickHouseInserter
+
     if not _server_configured(args):
         raise CommandError(
             "no server to load into: pass --url clickhouse://USER@HOST:9000/genesis "
@@ -601,7 +648,12 @@ def add_loop_commands(commands: Any) -> None:
     tail = commands.add_parser("tail", parents=[reads], help="the latest records")
     add_format_option(tail)
     tail.add_argument("--spec", help="only this spec_id")
-    tail.add_argument("--level", help="only this level (info, error ...)")
+    tail.add_argument(
+        "--level",
+        type=str.lower,
+        choices=LEVEL_CHOICES,
+        help=f"only this level: {', '.join(LEVEL_CHOICES)} (any case)",
+    )
     tail.add_argument("--limit", "-n", type=int, default=20, help="how many records (default 20)")
     tail.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
     tail.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)

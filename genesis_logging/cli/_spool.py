@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from genesis_logging._policies import IMMEDIATE
-from genesis_logging._replay import SpoolReplayer
-from genesis_logging.spool import Spool
-from genesis_logging.transport import ClickHouseInserter
+if TYPE_CHECKING:
+    from genesis_logging.spool import Spool
 
 from ._common import CommandError, add_url_option, connection_settings, describe, spool_directory
 
@@ -18,6 +16,8 @@ __all__ = ["add_spool_commands"]
 
 
 def _spool(args: argparse.Namespace) -> Spool:
+    from genesis_logging.spool import Spool
+
     return Spool(spool_directory(args.spool_dir))
 
 
@@ -47,6 +47,11 @@ def cmd_purge(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
     """Replay this destination's files now, oldest first, whatever their retry time; a
     failing file is skipped. Exits 1 naming every file left behind."""
+    from genesis_logging._policies import IMMEDIATE
+    from genesis_logging._replay import SpoolReplayer  # the driver: only for a replay
+    from genesis_logging.spool import Spool
+    from genesis_logging.transport import ClickHouseInserter
+
     settings = connection_settings(args.url)
     directory = spool_directory(args.spool_dir)
     spool = Spool(directory, destination=(settings.database, args.table))
