@@ -27,7 +27,7 @@ import os
 import sys
 import zlib
 from array import array
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Final
@@ -346,6 +346,7 @@ class LocalIndex:
         attributes: Sequence[str] = (),
         *,
         kind: str | None = None,
+        iterations: Collection[int] | None = None,
     ) -> list[dict[str, Any]]:
         """:meth:`Store.select` from the index, bulky text read from the files."""
         wanted = [self._number(spec), self._number(logger)]
@@ -361,9 +362,11 @@ class LocalIndex:
                     continue
                 keys.append(known.attributes["kind"])
             target = tuple(wanted)
-            found.append(
-                (known, [i for i, key in enumerate(zip(*keys, strict=True)) if key == target])
-            )
+            numbers = [i for i, key in enumerate(zip(*keys, strict=True)) if key == target]
+            if iterations is not None:
+                chosen, column = set(iterations), known.column("iteration")
+                numbers = [i for i in numbers if column[i] in chosen]
+            found.append((known, numbers))
         rows, keys = self._rows(found, columns, attributes)
         order = sorted(range(len(rows)), key=keys.__getitem__)
         return [rows[i] for i in order]

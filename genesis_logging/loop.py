@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -91,14 +91,24 @@ class TestResult:
 
 
 def load_runs(
-    store: Store, spec: str, *, with_code: bool = False, with_text: bool = True
+    store: Store,
+    spec: str,
+    *,
+    with_code: bool = False,
+    with_text: bool = True,
+    iterations: Collection[int] | None = None,
 ) -> list[Run]:
-    """The runs of ``spec``, oldest first (without their output when not ``with_text``)."""
+    """The runs of ``spec`` (of ``iterations`` only, when given), oldest first, without
+    their output when not ``with_text``, with their code only ``with_code``."""
     columns = ["iteration", "exit_code", "duration_ms", "timestamp"]
     columns += ["stdout", "stderr"] if with_text else []
     columns += ["code_snapshot"] if with_code else []
     records = store.select(
-        spec, RUN_LOGGER, columns, ("code_hash", "snapshot_files", "snapshot_roots")
+        spec,
+        RUN_LOGGER,
+        columns,
+        ("code_hash", "snapshot_files", "snapshot_roots"),
+        iterations=iterations,
     )
     runs = []
     for row in records:

@@ -201,8 +201,8 @@ def _latest_runs(
     """Bulky columns of the (latest) run of each ``wanted`` iteration, read only if any."""
     if not wanted:
         return {}
-    rows = store.select(spec, RUN_LOGGER, ["iteration", *columns])
-    return {row["iteration"]: row for row in rows if row["iteration"] in wanted}
+    rows = store.select(spec, RUN_LOGGER, ["iteration", *columns], iterations=wanted)
+    return {row["iteration"]: row for row in rows}
 
 
 def _run_output(store: Store, spec: str, wanted: set[int]) -> dict[int, str]:

@@ -13,7 +13,7 @@ import logging.handlers
 import os
 import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -151,9 +151,11 @@ class Store(Protocol):
         attributes: Sequence[str] = (),
         *,
         kind: str | None = None,
+        iterations: Collection[int] | None = None,
     ) -> list[dict[str, Any]]:
         """The records of ``spec`` written by ``logger`` (and, when given, whose
-        ``kind`` attribute is ``kind``), oldest first by iteration then timestamp.
+        ``kind`` attribute is ``kind`` and whose iteration is one of ``iterations``),
+        oldest first by iteration then timestamp.
 
         Each record is a dict of the named columns and attributes (``''`` for an
         attribute the record lacks). The loop's questions go through here, so a store
@@ -182,6 +184,7 @@ def select_records(
     attributes: Sequence[str] = (),
     *,
     kind: str | None = None,
+    iterations: Collection[int] | None = None,
 ) -> list[dict[str, Any]]:
     """:meth:`Store.select` in SQL, for any store that runs it."""
     selected = [f"{store.column(name)} AS {name}" for name in columns]
@@ -191,6 +194,8 @@ def select_records(
     if kind is not None:
         where += f" AND {store.attribute('kind')} = {{kind:String}}"
         params["kind"] = kind
+    if iterations is not None:  # whole numbers only: nothing of the caller's text in SQL
+        where += f" AND iteration IN ({', '.join(str(int(n)) for n in iterations) or 'NULL'})"
     result = store.query(
         f"SELECT {', '.join(selected)} FROM {store.logs} WHERE {where} "
         "ORDER BY iteration, timestamp",
@@ -327,16 +332,23 @@ class LocalStore:
         attributes: Sequence[str] = (),
         *,
         kind: str | None = None,
+        iterations: Collection[int] | None = None,
     ) -> list[dict[str, Any]]:
         from ._local_index import UnindexableError
 
         index = self._fresh_index()
         if index is not None:
             try:
-                return list(index.select(spec, logger, columns, attributes, kind=kind))
+                return list(
+                    index.select(
+                        spec, logger, columns, attributes, kind=kind, iterations=iterations
+                    )
+                )
             except UnindexableError:
                 self._index = False
-        return select_records(self, spec, logger, columns, attributes, kind=kind)
+        return select_records(
+            self, spec, logger, columns, attributes, kind=kind, iterations=iterations
+        )
 
     def specs(self) -> list[str]:
         index = self._fresh_index()
@@ -580,8 +592,11 @@ class ServerStore:
         attributes: Sequence[str] = (),
         *,
         kind: str | None = None,
+        iterations: Collection[int] | None = None,
     ) -> list[dict[str, Any]]:
-        return select_records(self, spec, logger, columns, attributes, kind=kind)
+        return select_records(
+            self, spec, logger, columns, attributes, kind=kind, iterations=iterations
+        )
 
     def specs(self) -> list[str]:
         return spec_ids(self)

@@ -141,6 +141,25 @@ def test_select_equals_sql(
         slow_store.close()
 
 
+@pytest.mark.parametrize("iterations", [set(), {1}, {0, 2, 99}])
+def test_select_of_some_iterations_equals_sql(store_dir: Path, iterations: set[int]) -> None:
+    """``diff`` and the page read the code of two runs, not of all of them."""
+    fast_store, slow_store = LocalStore(store_dir), _sql(LocalStore(store_dir))
+    try:
+        for logger, columns, attributes, kind in QUESTIONS[:3]:
+            fast = fast_store.select(
+                "spec_a", logger, columns, attributes, kind=kind, iterations=iterations
+            )
+            slow = select_records(
+                slow_store, "spec_a", logger, columns, attributes, kind=kind, iterations=iterations
+            )
+            _same(fast, slow)
+            assert {row["iteration"] for row in fast} <= iterations
+    finally:
+        fast_store.close()
+        slow_store.close()
+
+
 def _tail_sql(where: list[str], limit: int) -> str:
     return (
         "SELECT timestamp, level, spec_id, iteration, exit_code, message FROM genesis.logs "

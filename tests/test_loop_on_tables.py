@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -358,8 +358,11 @@ class ChdbTableStore:
         attributes: Sequence[str] = (),
         *,
         kind: str | None = None,
+        iterations: Collection[int] | None = None,
     ) -> list[dict[str, Any]]:
-        return select_records(self, spec, logger, columns, attributes, kind=kind)
+        return select_records(
+            self, spec, logger, columns, attributes, kind=kind, iterations=iterations
+        )
 
     def specs(self) -> list[str]:
         return spec_ids(self)

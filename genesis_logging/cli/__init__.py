@@ -6,6 +6,8 @@ One parser; one module per command group (ops, spool, loop, mcp, analysis, repor
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -62,3 +64,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C between commands' own handling: no traceback
         sys.stderr.write("genesis-logging: interrupted\n")
         return 130
+    except BrokenPipeError:  # the reader went away (``| head``): stop quietly, as a shell would
+        with contextlib.suppress(OSError, ValueError):  # no second error at exit's flush
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        return 141

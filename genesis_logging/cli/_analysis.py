@@ -7,7 +7,6 @@ marked, with the option that shows it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 from collections import defaultdict
@@ -41,6 +40,7 @@ from ._common import (
     require_spec,
     store_options,
 )
+from ._output import json_line
 
 __all__ = ["add_analysis_commands"]
 
@@ -180,7 +180,7 @@ def cmd_failures(args: argparse.Namespace, out: TextIO) -> int:
         for r in earlier
     ]
     if args.format == "json":
-        out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in [latest, *history])
+        out.writelines(json_line(r) for r in [latest, *history])
         return 0
     out.write(_render(args.spec, latest, args.max_chars))
     if history:
@@ -260,7 +260,7 @@ def _by_cause(
 ) -> int:
     grouped = causes(runs, tests)
     if args.format == "json":
-        out.write(json.dumps(latest, ensure_ascii=False) + "\n")
+        out.write(json_line(latest))
         for cause in grouped:
             record = {
                 "fingerprint": cause.fingerprint,
@@ -270,7 +270,7 @@ def _by_cause(
                 "example": cause.example,
                 "tests": sorted(cause.tests),
             }
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.write(json_line(record))
         return 0
     out.write(_headline(args.spec, latest) + "\n")
     if not grouped:
@@ -290,7 +290,15 @@ def _by_cause(
 
 def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
     def read(store: Store) -> tuple[list[Run], list[TestResult]]:
-        runs = load_runs(store, args.spec, with_code=True, with_text=False)
+        runs = load_runs(store, args.spec, with_text=False)
+        iterations = sorted({r.iteration for r in runs})
+        if len(iterations) >= 2 or (args.a is not None and args.b is not None):
+            pair = {
+                args.a if args.a is not None else iterations[-2],
+                args.b if args.b is not None else iterations[-1],
+            }  # only these two runs' code: it is the store's bulkiest column
+            coded = load_runs(store, args.spec, with_code=True, with_text=False, iterations=pair)
+            runs = [r for r in runs if r.iteration not in pair] + coded
         return runs, load_tests(store, args.spec, with_text=False)
 
     runs, tests = _read(args, read, lambda found: bool(found[0]))
@@ -299,6 +307,7 @@ def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
         raise CommandError(f"spec {args.spec!r} has fewer than two iterations to compare")
     a = args.a if args.a is not None else iterations[-2]
     b = args.b if args.b is not None else iterations[-1]
+    runs.sort(key=lambda r: (r.iteration, str(r.timestamp)))
     run_a, run_b = _latest_run(runs, a, args.spec), _latest_run(runs, b, args.spec)
     outcome_a = {t.test: t.failed for t in tests if t.iteration == a}
     outcome_b = {t.test: t.failed for t in tests if t.iteration == b}

@@ -25,7 +25,6 @@ from ._common import (
     connection_settings,
     describe,
     open_log_store,
-    query_once,
     require_spec,
     show_result,
     store_options,
@@ -58,14 +57,15 @@ or pass --no-log to run the command without recording it.
 
 
 def _next_iteration(args: argparse.Namespace) -> int:
+    """The spec's last run's iteration + 1 (the local store answers from its index)."""
     store = open_log_store(args)
-    result = query_once(
-        store,
-        f"SELECT max(iteration) AS last FROM {store.logs} WHERE spec_id = {{spec:String}}",
-        {"spec": args.spec},
-    )
-    last = result.rows[0][0] if result.rows and result.rows[0][0] is not None else 0
-    return int(last) + 1
+    try:
+        runs = store.select(args.spec, "genesis.run", ["iteration"])
+    except Exception as error:
+        raise CommandError(f"query failed on {store.name}: {describe(error)}") from None
+    finally:
+        store.close()
+    return max((int(run["iteration"]) for run in runs), default=0) + 1
 
 
 def _server_configured(args: argparse.Namespace) -> bool:

@@ -41,6 +41,16 @@ def _cell(value: Any, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+#: Characters ``str.splitlines()`` breaks at that JSON leaves unescaped.
+_LINE_BREAKS: Final = {c: f"\\u{c:04x}" for c in (0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)}
+
+
+def json_line(value: Any) -> str:
+    """``value`` as one JSON line for any reader: no character ``str.splitlines()`` breaks
+    at is left unescaped (JSON allows U+2028 and NEL raw)."""
+    return json.dumps(value, ensure_ascii=False).translate(_LINE_BREAKS) + "\n"
+
+
 def render(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
@@ -53,12 +63,7 @@ def render(
     """Write rows as ``table`` (aligned, long text cut with …), ``json`` lines, or ``csv``."""
     if fmt == "json":
         for row in rows:
-            out.write(
-                json.dumps(
-                    {c: _plain(v) for c, v in zip(columns, row, strict=True)}, ensure_ascii=False
-                )
-                + "\n"
-            )
+            out.write(json_line({c: _plain(v) for c, v in zip(columns, row, strict=True)}))
         return
     if fmt == "csv":
         buffer = io.StringIO()

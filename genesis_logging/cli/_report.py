@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,6 +24,7 @@ from ._common import (
     require_spec,
     store_options,
 )
+from ._output import json_line
 
 __all__ = ["add_report_commands"]
 
@@ -63,7 +63,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
             Path(args.html).write_text(page, encoding="utf-8")
         except OSError as error:
             raise CommandError(f"{args.html}: {error.strerror}") from None
-    out.write(json.dumps(data, ensure_ascii=False) + "\n" if args.format == "json" else text)
+    out.write(json_line(data) if args.format == "json" else text)
     return 0
 
 
