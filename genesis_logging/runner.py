@@ -312,30 +312,41 @@ def run_and_log(
         return result
     timed_out, interrupted = _wait_capturing(process, out, err, timeout)
     duration_ms = round((time.monotonic() - started) * 1000)
-    killed = f"\n[genesis-logging: killed after the {timeout:g}s timeout]" if timed_out else ""
-    if interrupted:
-        killed = (
-            f"\n[genesis-logging: {signal.Signals(interrupted).name} passed on to the command]"
-        )
-    stderr = err.text(killed)
-    exit_code = process.returncode
+    result = _result(shown, process, out, err, duration_ms, timeout, timed_out, interrupted)
+    _log_run(log, result, identity, code, cwd, timeout)
+    return result
+
+
+def _result(
+    shown: str,
+    process: subprocess.Popen[bytes],
+    out: _Capture,
+    err: _Capture,
+    duration_ms: int,
+    timeout: float | None,
+    timed_out: bool,
+    interrupted: int,
+) -> RunResult:
+    """What an ended run did; its exit code as a shell reports it (124 for the timeout,
+    128 + the signal passed on to it)."""
+    exit_code, note = process.returncode, ""
     if timed_out:
         exit_code = EXIT_TIMEOUT
+        note = f"\n[genesis-logging: killed after the {timeout:g}s timeout]"
     elif interrupted:
-        exit_code = 128 + interrupted  # as a shell reports a command ended by a signal
-    result = RunResult(
+        exit_code = 128 + interrupted
+        note = f"\n[genesis-logging: {signal.Signals(interrupted).name} passed on to the command]"
+    return RunResult(
         shown,
         exit_code,
         out.text(),
-        stderr,
+        err.text(note),
         duration_ms,
         timed_out=timed_out,
         interrupted=interrupted,
         stdout_bytes=out.total,
         stderr_bytes=err.total,
     )
-    _log_run(log, result, identity, code, cwd, timeout)
-    return result
 
 
 def _wait_capturing(
