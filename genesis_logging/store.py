@@ -17,6 +17,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from ._readonly import check_read_only
 from .ddl import quote_identifier, quote_string, view_statements
 from .errors import ConfigurationError
 from .schema import FIELDS, FIELDS_BY_NAME, Kind
@@ -390,8 +391,7 @@ class LocalStore:
         return QueryResult(columns, [json.loads(line) for line in lines[1:]])
 
     def _check_reads_only(self, sql: str) -> None:
-        if _WRITES.search(sql):
-            raise ConfigurationError("query is read-only: it may not write (INTO OUTFILE)")
+        check_read_only(sql)  # from the text: one statement that reads, nothing run yet
         ast = str(self._session.query(f"EXPLAIN AST {sql}", "TSVRaw")).splitlines()
         kind = ast[0].split()[0] if ast else ""
         if kind not in _READING_QUERIES or any("InsertQuery" in line for line in ast):
@@ -407,7 +407,6 @@ class LocalStore:
 
 
 _PARAM: Final = re.compile(r"\{(\w+):([^}]+)\}")
-_WRITES: Final = re.compile(r"\bINTO\s+OUTFILE\b", re.IGNORECASE)
 _READING_QUERIES: Final = frozenset(
     {
         "SelectWithUnionQuery",
@@ -537,6 +536,8 @@ class ServerStore:
     ) -> QueryResult:
         text = sql.replace("%", "%%") if params else sql
         text = _PARAM.sub(lambda m: f"%({m.group(1)})s", text)
+        if readonly:
+            check_read_only(sql)  # the server's readonly mode lets KILL QUERY through
         settings = {"readonly": 1} if readonly else None
         rows, types = self._client.execute(
             text, params or None, with_column_types=True, settings=settings

@@ -33,6 +33,7 @@ LEAVES: Final = {
     "_inserts",
     "_local_index",
     "_policies",
+    "_readonly",
     "_report",
     "_values",
     "_version",

@@ -293,14 +293,44 @@ class TestReadOnlyQuery:
             "INSERT INTO FUNCTION file('/tmp/genesis-x.csv', 'CSV', 'a Int8') VALUES (1)",
             "SELECT 1 INTO OUTFILE '/tmp/genesis-x.txt'",
             "DROP VIEW genesis.logs",
+            # issue 20.1: the check classified the first statement only, and ran the rest
+            "SELECT 1; INSERT INTO FUNCTION file('{victim}', 'JSONEachRow', 'a Int8') VALUES (1)",
+            "SELECT 1;DROP VIEW genesis.logs",
+            "SELECT 1 INTO/**/OUTFILE '{victim}'",
+            "SELECT 1 INTO -- a comment\n OUTFILE '{victim}'",
+            "SELECT * FROM executable('touch {victim}', 'TSV', 'a String')",
+            "SELECT * FROM file('/etc/passwd', 'LineAsString')",
+            "SELECT file('/etc/passwd')",
+            "KILL QUERY WHERE 1",
+            "SET max_threads = 1",
         ],
     )
     def test_local_store(self, tmp_path: Path, sql: str) -> None:
         env = {"GENESIS_LOG_DIR": str(tmp_path / "logs")}
         (tmp_path / "logs").mkdir()
-        done = cli("query", sql, env=env)
+        victim = tmp_path / "logs" / "genesis-victim.jsonl"
+        victim.write_text('{"timestamp": "2026-01-01 00:00:00", "message": "kept"}\n')
+        done = cli("query", sql.format(victim=victim), env=env)
         assert done.returncode == 1
         assert "read-only" in done.stderr
+        assert victim.read_text() == '{"timestamp": "2026-01-01 00:00:00", "message": "kept"}\n'
+
+    @pytest.mark.parametrize(
+        "sql",
+        [
+            "SELECT 'a;b' AS x",
+            "SELECT 1 -- a trailing comment; with a semicolon",
+            "SELECT count() FROM genesis.logs;",
+            "WITH 1 AS one SELECT one",
+            "SELECT 'INTO OUTFILE' AS words",
+            "DESCRIBE TABLE genesis.logs",
+            "SHOW TABLES FROM genesis",
+        ],
+    )
+    def test_what_reads_is_answered(self, tmp_path: Path, sql: str) -> None:
+        (tmp_path / "logs").mkdir()
+        done = cli("query", sql, env={"GENESIS_LOG_DIR": str(tmp_path / "logs")})
+        assert done.returncode == 0, done.stderr
 
     @pytest.mark.integration
     def test_server(self, running_local_server: LocalServer) -> None:
@@ -310,6 +340,10 @@ class TestReadOnlyQuery:
         done = cli("query", "CREATE TABLE readonly_test.x (a Int8) ENGINE = Memory", env=env)
         assert done.returncode == 1
         assert "readonly" in done.stderr.lower() or "read-only" in done.stderr.lower()
+        for sql in ("KILL QUERY WHERE 1", "SELECT 1; DROP TABLE readonly_test.logs"):
+            done = cli("query", sql, env=env)  # KILL passed the server's read-only mode
+            assert done.returncode == 1
+            assert "read-only" in done.stderr
         assert cli("query", "SELECT count() FROM readonly_test.logs", env=env).returncode == 0
 
 
