@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from .runner import file_hashes, split_snapshot
 from .store import Store
@@ -29,6 +29,7 @@ __all__ = [
     "TestResult",
     "TreeChanges",
     "Verdict",
+    "add_failure_text",
     "causes",
     "compare_tree",
     "diff_code",
@@ -37,8 +38,10 @@ __all__ = [
     "fingerprint",
     "flaky_runs",
     "flaky_tests",
+    "iterations_sharing_code",
     "latest_state",
     "load_runs",
+    "load_summaries",
     "load_test_records",
     "load_tests",
     "verify",
@@ -70,11 +73,10 @@ class Run:
         return self.exit_code == 0
 
 
-@dataclass(frozen=True)
-class TestResult:
-    """One test of one run, as the pytest plugin recorded it."""
-
-    __test__ = False
+class TestResult(NamedTuple):
+    """One test of one run, as the pytest plugin recorded it (a tuple: a spec holds tens
+    of thousands of them, and a tuple is made several times faster than a frozen
+    dataclass)."""
 
     iteration: int
     test: str
@@ -88,6 +90,9 @@ class TestResult:
     @property
     def failed(self) -> bool:
         return self.outcome in FAILED
+
+
+TestResult.__test__ = False  # type: ignore[attr-defined]  # pytest: not a test class
 
 
 def load_runs(
@@ -137,12 +142,23 @@ def _json(text: Any, kind: type[Any]) -> Any:
     return parsed if isinstance(parsed, kind) else kind()
 
 
-def load_tests(store: Store, spec: str, *, with_text: bool = True) -> list[TestResult]:
-    """The per-test records of ``spec``, oldest first (without failure text if not
-    ``with_text``)."""
+def load_tests(
+    store: Store,
+    spec: str,
+    *,
+    with_text: bool = True,
+    iterations: Collection[int] | None = None,
+) -> list[TestResult]:
+    """The per-test records of ``spec`` (of ``iterations`` only, when given), oldest
+    first (without failure text if not ``with_text``)."""
     columns = ["iteration", "duration_ms"] + (["stderr"] if with_text else [])
     records = store.select(
-        spec, TEST_LOGGER, columns, ("test", "outcome", "code_hash"), kind="test"
+        spec,
+        TEST_LOGGER,
+        columns,
+        ("test", "outcome", "code_hash"),
+        kind="test",
+        iterations=iterations,
     )
     return [_test_result(row) for row in records if row["test"] and row["outcome"]]
 
@@ -170,23 +186,65 @@ class TestRecords:
     summaries: dict[int, str]  # iteration -> the session's counts ("1 failed, 3 passed")
 
 
-def load_test_records(store: Store, spec: str) -> TestRecords:
-    """The plugin's records of ``spec`` in one read: tests of every kind (subtests too,
-    whatever the plugin names them) and the session summaries."""
-    records = store.select(
-        spec,
-        TEST_LOGGER,
-        ["iteration", "duration_ms", "stderr", "message"],
-        ("test", "outcome", "code_hash", "kind", "subtest"),
-    )
-    tests, summaries = [], {}
-    for row in records:
-        if row["kind"] == "test_summary":
-            message = str(row["message"])
-            summaries[row["iteration"]] = message.removeprefix("test session: ")
-        elif row["test"] and row["outcome"]:
-            tests.append(_test_result(row))
-    return TestRecords(tests, summaries)
+_TEST_ATTRIBUTES: Final = ("test", "outcome", "code_hash", "kind", "subtest")
+
+
+def load_test_records(
+    store: Store,
+    spec: str,
+    *,
+    with_text: bool = True,
+    iterations: Collection[int] | None = None,
+) -> TestRecords:
+    """The plugin's records of ``spec`` (of ``iterations`` only, when given): tests of
+    every kind (subtests too, whatever the plugin names them) and the session summaries.
+    Without ``with_text`` the failure text is left out (it is most of the bytes):
+    :func:`add_failure_text` reads it for the iterations an answer shows."""
+    columns = ["iteration", "duration_ms", *(["stderr"] if with_text else [])]
+    rows = store.select(spec, TEST_LOGGER, columns, _TEST_ATTRIBUTES, iterations=iterations)
+    tests = [
+        _test_result(row)
+        for row in rows
+        if row["kind"] != "test_summary" and row["test"] and row["outcome"]
+    ]
+    return TestRecords(tests, load_summaries(store, spec))
+
+
+def load_summaries(store: Store, spec: str) -> dict[int, str]:
+    """Each pytest session's counts, by iteration ("3 failed, 611 passed, …")."""
+    return {
+        row["iteration"]: str(row["message"]).removeprefix("test session: ")
+        for row in store.select(spec, TEST_LOGGER, ["iteration", "message"], kind="test_summary")
+    }
+
+
+def iterations_sharing_code(runs: list[Run], iterations: Collection[int]) -> set[int]:
+    """``iterations`` and every other iteration whose run ran the same code: what telling
+    a flaky test (passed and failed on the same code) about them needs."""
+    hashes = {run.code_hash for run in runs if run.iteration in iterations and run.code_hash}
+    return set(iterations) | {run.iteration for run in runs if run.code_hash in hashes}
+
+
+def add_failure_text(
+    store: Store, spec: str, records: TestRecords, iterations: Collection[int]
+) -> TestRecords:
+    """``records`` with the failure text of the tests of ``iterations`` read in."""
+    if not iterations:
+        return records
+    texts = [
+        _test_result(row)
+        for row in store.select(
+            spec,
+            TEST_LOGGER,
+            ["iteration", "duration_ms", "stderr"],
+            _TEST_ATTRIBUTES,
+            iterations=iterations,
+        )
+        if row["kind"] != "test_summary" and row["test"] and row["outcome"]
+    ]
+    kept = [test for test in records.tests if test.iteration not in iterations]
+    tests = sorted([*kept, *texts], key=lambda test: test.iteration)  # stable: time order
+    return TestRecords(tests, records.summaries)
 
 
 @dataclass(frozen=True)
@@ -260,11 +318,12 @@ def fingerprint(text: str) -> str:
 
 def flaky_tests(tests: list[TestResult]) -> set[str]:
     """Tests that passed and failed on the same code (same code hash)."""
-    outcomes: dict[tuple[str, str], set[bool]] = defaultdict(set)
+    passed: set[tuple[str, str]] = set()
+    failed: set[tuple[str, str]] = set()
     for test in tests:
         if test.code_hash and test.outcome not in ("skipped", "xfailed"):
-            outcomes[(test.test, test.code_hash)].add(test.failed)
-    return {name for (name, _), seen in outcomes.items() if len(seen) > 1}
+            (failed if test.outcome in FAILED else passed).add((test.test, test.code_hash))
+    return {name for name, _ in passed & failed}
 
 
 def flaky_runs(runs: list[Run]) -> set[str]:

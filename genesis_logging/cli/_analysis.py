@@ -18,13 +18,16 @@ from genesis_logging.loop import (
     IterationState,
     Run,
     TestResult,
+    add_failure_text,
     causes,
     diff_files,
     failure_line,
     flaky_runs,
     flaky_tests,
+    iterations_sharing_code,
     latest_state,
     load_runs,
+    load_summaries,
     load_test_records,
     load_tests,
     verify,
@@ -151,7 +154,20 @@ def _report(
 
 def cmd_failures(args: argparse.Namespace, out: TextIO) -> int:
     def read(store: Store) -> tuple[list[Run], Any]:
-        return load_runs(store, args.spec), load_test_records(store, args.spec)
+        runs = load_runs(store, args.spec)
+        if args.by_cause:  # every failure's text: its cause is read from it
+            records = load_test_records(store, args.spec, with_text=False)
+            failed = {test.iteration for test in records.tests if test.failed}
+            return runs, add_failure_text(store, args.spec, records, failed)
+        summaries = load_summaries(store, args.spec)
+        known = {run.iteration for run in runs} | set(summaries)
+        if not known:  # tests without runs or sessions (a killed pytest): read them all
+            return runs, load_test_records(store, args.spec)
+        latest = max(known)
+        latest_run = next((r for r in reversed(runs) if r.iteration == latest), None)
+        shown = {latest} | {r.iteration for r in _earlier_failing(runs, latest_run, args.limit)}
+        needed = iterations_sharing_code(runs, shown)  # and what flakiness needs
+        return runs, load_test_records(store, args.spec, iterations=needed)
 
     runs, records = _read(args, read, lambda found: bool(found[0] or found[1].tests))
     tests = records.tests
@@ -166,7 +182,7 @@ def cmd_failures(args: argparse.Namespace, out: TextIO) -> int:
     by_iteration: dict[int, list[TestResult]] = defaultdict(list)
     for test in tests:
         by_iteration[test.iteration].append(test)
-    earlier = [r for r in reversed(runs) if not r.passed and r is not state.run][: args.limit]
+    earlier = _earlier_failing(runs, state.run, args.limit)
     history = [
         _report(
             IterationState(
@@ -189,6 +205,11 @@ def cmd_failures(args: argparse.Namespace, out: TextIO) -> int:
         out.write("\nhistory: no earlier failing iteration\n")
     out.writelines(_render(args.spec, report, args.max_chars) for report in history)
     return 0
+
+
+def _earlier_failing(runs: list[Run], latest: Run | None, limit: int) -> list[Run]:
+    """The failing runs before the latest one, newest first, at most ``limit``."""
+    return [r for r in reversed(runs) if not r.passed and r is not latest][:limit]
 
 
 def _headline(spec: str, report: dict[str, Any]) -> str:
@@ -299,6 +320,8 @@ def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
             }  # only these two runs' code: it is the store's bulkiest column
             coded = load_runs(store, args.spec, with_code=True, with_text=False, iterations=pair)
             runs = [r for r in runs if r.iteration not in pair] + coded
+            needed = iterations_sharing_code(runs, pair)  # the pair, and what flakiness needs
+            return runs, load_tests(store, args.spec, with_text=False, iterations=needed)
         return runs, load_tests(store, args.spec, with_text=False)
 
     runs, tests = _read(args, read, lambda found: bool(found[0]))
