@@ -588,7 +588,7 @@ def _write(folder: Path, files: dict[str, _File], strings: list[str]) -> None:
     ).encode()
     temporary = folder / f".{_INDEX_FILE}.{os.getpid()}.tmp"
     try:
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(mode=0o700, exist_ok=True)
         with open(temporary, "wb") as handle:
             handle.write(_MAGIC + len(header).to_bytes(8, "little") + header)
             handle.writelines(blobs)

@@ -99,7 +99,7 @@ class LocalStoreHandler(logging.handlers.RotatingFileHandler):
         if directory is None:
             raise ConfigurationError("LocalStoreHandler needs log_dir or GENESIS_LOG_DIR")
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as error:
             raise ConfigurationError(f"log_dir {directory}: {error}") from None
         name = f"genesis-{socket.gethostname()}-{os.getpid()}.jsonl"
@@ -113,6 +113,12 @@ class LocalStoreHandler(logging.handlers.RotatingFileHandler):
         from .formatter import GenesisJsonFormatter  # here: the readers do not need it
 
         self.setFormatter(GenesisJsonFormatter(service=service, version=version))
+
+    def _open(self) -> Any:
+        """The file, private to its user (``0600``): records carry output, tracebacks,
+        code and environment fragments."""
+        descriptor = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return open(descriptor, "a", encoding=self.encoding, errors=self.errors)
 
 
 class QueryResult:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 from .fakes import run_cli
 
 
@@ -32,3 +36,23 @@ class TestPasswordOnTheCommandLine:
         assert done.returncode == 1
         assert "process list" not in done.stderr
         assert "s3cret-pw" not in done.stdout + done.stderr
+
+
+class TestPrivateFiles:
+    """Issue 20: the local store was created with the default umask (0644/0755)."""
+
+    def test_the_local_store_is_private_to_its_user(self, tmp_path: Path) -> None:
+        old = os.umask(0o022)
+        try:
+            done = run_cli(
+                "run", "--spec", "private", "--iteration", "1", "--",
+                sys.executable, "-c", "print('hello')",
+                env={"GENESIS_LOG_DIR": str(tmp_path / "logs")},
+            )  # fmt: skip
+        finally:
+            os.umask(old)
+        assert done.returncode == 0, done.stderr
+        files = list((tmp_path / "logs").glob("*.jsonl*"))
+        assert files
+        for path in [tmp_path / "logs", *files]:
+            assert path.stat().st_mode & 0o077 == 0, (path, oct(path.stat().st_mode))

@@ -127,7 +127,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         sys.stderr.write(NO_STORE)
         return 2
     if log_dir is not None and not args.no_log:
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # records are private
         os.environ["GENESIS_LOG_DIR"] = str(log_dir)  # the command logs there too
     if args.iteration != "auto":
         iteration = int(args.iteration)

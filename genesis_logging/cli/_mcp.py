@@ -79,7 +79,7 @@ def _local_env(args: argparse.Namespace) -> dict[str, str]:
     directory = local_log_dir(args.log_dir)
     if directory is None:
         raise CommandError("--local needs --log-dir or GENESIS_LOG_DIR")
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     data_path, prepared = prepare_mcp_data_path(directory)
     if not prepared:
         sys.stderr.write(
