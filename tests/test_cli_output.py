@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import subprocess
+import sys
 from pathlib import Path
 
 from genesis_logging.cli._output import json_line, render
 from genesis_logging.store import LocalStoreHandler
 
-from .fakes import OUTSIDE_CHECKOUT, clean_env, cli_command
+from .fakes import OUTSIDE_CHECKOUT, clean_env, cli_command, run_cli
 
 
 class TestJsonLines:
@@ -50,3 +52,34 @@ class TestPipes:
         assert done.stdout.count("\n") == 1
         assert "Traceback" not in done.stderr, done.stderr
         assert "BrokenPipeError" not in done.stderr
+
+
+class TestOddLineBreaksInRecords:
+    """Issue 20.2: one U+0085 (NEL) in a record broke every query selecting it (chDB's
+    output was split with ``str.splitlines()``)."""
+
+    def test_every_read_command_answers(self, tmp_path: Path) -> None:
+        env = {"GENESIS_LOG_DIR": str(tmp_path / "logs")}
+        program = "import sys; print('a\\x85b\\u2028c'); sys.exit(1)"
+        ran = run_cli(
+            "run",
+            "--spec",
+            "odd",
+            "--iteration",
+            "1",
+            "--",
+            sys.executable,
+            "-c",
+            program,
+            env=env,
+        )
+        assert ran.returncode == 1, ran.stderr
+        for command in (
+            ("show", "odd"),
+            ("failures", "odd"),
+            ("tail", "--spec", "odd"),
+            ("query", "SELECT stdout FROM genesis.logs WHERE spec_id = 'odd'", "--format", "json"),
+        ):
+            done = run_cli(*command, env=env)
+            assert done.returncode == 0, (command, done.stderr)
+        assert json.loads(done.stdout)["stdout"] == "a\x85b\u2028c\n"
