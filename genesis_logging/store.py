@@ -33,6 +33,7 @@ __all__ = [
     "local_log_dir",
     "prepare_mcp_data_path",
     "project_root",
+    "reserve_iteration",
     "select_records",
     "server_error_cause",
     "spec_ids",
@@ -119,6 +120,37 @@ class LocalStoreHandler(logging.handlers.RotatingFileHandler):
         code and environment fragments."""
         descriptor = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         return open(descriptor, "a", encoding=self.encoding, errors=self.errors)
+
+
+def reserve_iteration(directory: Path, spec: str, recorded: int) -> int:
+    """The next iteration of ``spec`` in a local store, reserved for the caller.
+
+    A run writes its record when it ends, so two runs started together would both see
+    the same last iteration; the numbers handed out are kept in ``.index/iterations.json``
+    under an ``flock``, and the next one is past both the recorded and the reserved.
+    """
+    import fcntl
+    import json
+
+    folder = directory / ".index"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / "iterations.json"
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    with open(descriptor, "r+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        try:
+            reserved = json.loads(handle.read() or "{}")
+        except ValueError:
+            reserved = {}
+        if not isinstance(reserved, dict):
+            reserved = {}
+        last = reserved.get(spec)
+        number = max(recorded, last if isinstance(last, int) else 0) + 1
+        reserved[spec] = number
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(reserved))
+    return number
 
 
 class QueryResult:

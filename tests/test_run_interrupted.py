@@ -77,3 +77,33 @@ def test_the_command_stops_and_the_run_is_recorded(
     assert runs[0]["exit_code"] == exit_code
     assert runs[0]["message"].startswith(f"run interrupted by {name}: ")
     assert runs[0]["level"] == "error"
+
+
+def test_concurrent_auto_iterations_are_distinct(tmp_path: Path) -> None:
+    """Issue 20: concurrent ``run --iteration auto`` of one spec read the same last
+    iteration at their start and recorded the same number at their end."""
+    env = clean_env({"GENESIS_LOG_DIR": str(tmp_path / "logs")})
+    runs = [
+        subprocess.Popen(
+            cli_command(
+                "run", "--spec", "together", "--iteration", "auto", "--",
+                sys.executable, "-c", "import time; time.sleep(1)",
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=OUTSIDE_CHECKOUT,
+            env=env,
+        )
+        for _ in range(4)
+    ]  # fmt: skip
+    for run in runs:
+        _, stderr = run.communicate(timeout=120)
+        assert run.returncode == 0, stderr
+    records = [
+        json.loads(line)
+        for path in (tmp_path / "logs").glob("*.jsonl*")
+        for line in path.read_text().splitlines()
+    ]
+    iterations = sorted(r["iteration"] for r in records if r.get("logger") == "genesis.run")
+    assert iterations == [1, 2, 3, 4]

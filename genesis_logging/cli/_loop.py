@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from genesis_logging.errors import ConfigurationError
 from genesis_logging.schema import FIELDS, Source
-from genesis_logging.store import LocalStore, LocalStoreHandler, Store, local_log_dir
+from genesis_logging.store import (
+    LocalStore,
+    LocalStoreHandler,
+    Store,
+    local_log_dir,
+    reserve_iteration,
+)
 
 from ._common import (
     CommandError,
@@ -57,7 +63,8 @@ or pass --no-log to run the command without recording it.
 
 
 def _next_iteration(args: argparse.Namespace) -> int:
-    """The spec's last run's iteration + 1 (the local store answers from its index)."""
+    """The spec's last run's iteration + 1 (the local store answers from its index, and
+    reserves the number: concurrent runs of one spec get distinct ones)."""
     store = open_log_store(args)
     try:
         runs = store.select(args.spec, "genesis.run", ["iteration"])
@@ -65,7 +72,10 @@ def _next_iteration(args: argparse.Namespace) -> int:
         raise CommandError(f"query failed on {store.name}: {describe(error)}") from None
     finally:
         store.close()
-    return max((int(run["iteration"]) for run in runs), default=0) + 1
+    recorded = max((int(run["iteration"]) for run in runs), default=0)
+    if isinstance(store, LocalStore):
+        return reserve_iteration(store.directory, args.spec, recorded)
+    return recorded + 1
 
 
 def _server_configured(args: argparse.Namespace) -> bool:
