@@ -32,7 +32,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Final
 
-from .schema import FIELDS, Kind
+from .schema import FIELDS, TAIL_FIELDS, Kind
 
 __all__ = [
     "INDEX_SUBDIR",
@@ -71,7 +71,7 @@ _UNKNOWN: Final = (-2, -2)
 _LAYOUT: Final = [*COMPACT, *_PLACES, _SHORT]
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MILLISECOND: Final = timedelta(milliseconds=1)
-TAIL_COLUMNS: Final = ("timestamp", "level", "spec_id", "iteration", "exit_code", "message")
+TAIL_COLUMNS: Final = TAIL_FIELDS
 
 
 class UnindexableError(Exception):
@@ -189,6 +189,29 @@ class _File:
                     table[name] = array("q", values)
 
 
+def _listing(directory: Path) -> list[tuple[str, os.stat_result]]:
+    """The store's files and their identities, listed while no file was renamed.
+
+    A rotation renames several files one after another; a listing taken meanwhile
+    can miss one. It is taken again until two in a row agree (at most a few times).
+    """
+    previous: list[tuple[str, int]] | None = None
+    for _ in range(_LISTINGS):
+        found = []
+        for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+            if fnmatch.fnmatch(entry.name, _PATTERN):
+                try:
+                    if entry.is_file():
+                        found.append((entry.name, entry.stat()))
+                except FileNotFoundError:  # the oldest rotated file, deleted meanwhile
+                    continue
+        identities = [(name, stat.st_ino) for name, stat in found]
+        if identities == previous:
+            break
+        previous = identities
+    return found
+
+
 class LocalIndex:
     """The records of a local store directory, refreshed from the files' appended bytes."""
 
@@ -211,7 +234,7 @@ class LocalIndex:
     def refresh(self) -> None:
         """Read what was appended since the last refresh; forget files that are gone."""
         present: dict[str, _File] = {}
-        for name, stat in self._listing():
+        for name, stat in _listing(self.directory):
             if name.endswith(_COMPRESSED):
                 raise UnindexableError(f"{name} is compressed")
             key = f"{stat.st_dev}:{stat.st_ino}"
@@ -223,24 +246,6 @@ class LocalIndex:
         if present.keys() != self.files.keys():
             self.changed = True
         self.files = present
-
-    def _listing(self) -> list[tuple[str, os.stat_result]]:
-        """The store's files and their identities, listed while no file was renamed.
-
-        A rotation renames several files one after another; a listing taken meanwhile
-        can miss one. It is taken again until two in a row agree (at most a few times).
-        """
-        previous: list[tuple[str, int]] | None = None
-        for _ in range(_LISTINGS):
-            found = []
-            for entry in sorted(os.scandir(self.directory), key=lambda e: e.name):
-                if fnmatch.fnmatch(entry.name, _PATTERN) and entry.is_file():
-                    found.append((entry.name, entry.stat()))
-            identities = [(name, stat.st_ino) for name, stat in found]
-            if identities == previous:
-                break
-            previous = identities
-        return found
 
     def _extend(self, known: _File) -> None:
         """Index what was appended to ``known``; from its start if it is another file now

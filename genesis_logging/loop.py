@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 from .runner import file_hashes, split_snapshot
+from .schema import RUN_FIELDS
 from .store import Store
 
 __all__ = [
@@ -105,7 +106,7 @@ def load_runs(
 ) -> list[Run]:
     """The runs of ``spec`` (of ``iterations`` only, when given), oldest first, without
     their output when not ``with_text``, with their code only ``with_code``."""
-    columns = ["iteration", "exit_code", "duration_ms", "timestamp"]
+    columns = list(RUN_FIELDS)
     columns += ["stdout", "stderr"] if with_text else []
     columns += ["code_snapshot"] if with_code else []
     records = store.select(
@@ -187,6 +188,7 @@ class TestRecords:
 
 
 _TEST_ATTRIBUTES: Final = ("test", "outcome", "code_hash", "kind", "subtest")
+_TEST_COLUMNS: Final = ("iteration", "duration_ms")
 
 
 def load_test_records(
@@ -200,7 +202,7 @@ def load_test_records(
     every kind (subtests too, whatever the plugin names them) and the session summaries.
     Without ``with_text`` the failure text is left out (it is most of the bytes):
     :func:`add_failure_text` reads it for the iterations an answer shows."""
-    columns = ["iteration", "duration_ms", *(["stderr"] if with_text else [])]
+    columns = [*_TEST_COLUMNS, *(["stderr"] if with_text else [])]
     rows = store.select(spec, TEST_LOGGER, columns, _TEST_ATTRIBUTES, iterations=iterations)
     tests = [
         _test_result(row)
@@ -236,7 +238,7 @@ def add_failure_text(
         for row in store.select(
             spec,
             TEST_LOGGER,
-            ["iteration", "duration_ms", "stderr"],
+            [*_TEST_COLUMNS, "stderr"],
             _TEST_ATTRIBUTES,
             iterations=iterations,
         )

@@ -17,8 +17,11 @@ __all__ = [
     "FIELDS",
     "FIELDS_BY_NAME",
     "FIELD_NAMES",
+    "RUN_FIELDS",
     "SEED_FIELDS",
     "SETTABLE_FIELDS",
+    "SHOW_FIELDS",
+    "TAIL_FIELDS",
     "Field",
     "Kind",
     "Source",
@@ -124,6 +127,26 @@ SEED_FIELDS: Final[tuple[Field, ...]] = tuple(f for f in FIELDS if f.seed)
 #: Fields a caller may set through ``extra=`` or :func:`~genesis_logging.log_context`.
 SETTABLE_FIELDS: Final = MappingProxyType(
     {f.name: f for f in FIELDS if f.source is not Source.RECORD}
+)
+#: What the loop reads of every run record (its output and code only when asked).
+RUN_FIELDS: Final[tuple[str, ...]] = ("iteration", "exit_code", "duration_ms", "timestamp")
+#: What ``genesis-logging show`` says of a run above its output, in this order.
+SHOW_FIELDS: Final[tuple[str, ...]] = (
+    "timestamp",
+    "level",
+    "iteration",
+    "exit_code",
+    "duration_ms",
+    "message",
+)
+#: What ``genesis-logging tail`` shows of each record, in this order.
+TAIL_FIELDS: Final[tuple[str, ...]] = (
+    "timestamp",
+    "level",
+    "spec_id",
+    "iteration",
+    "exit_code",
+    "message",
 )
 #: The identifiers of the TDD loop that usually come from the context.
 CONTEXT_FIELDS: Final[tuple[str, ...]] = tuple(

@@ -85,10 +85,13 @@ def captured() -> Captured:
 
 @pytest.fixture(scope="session")
 def chdb_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Today's ClickHouse engine in-process (chDB); one session for the whole run."""
+    """Today's ClickHouse engine in-process (chDB); one session for the whole run.
+
+    In memory, as the local store's own sessions are: chDB runs one engine per process,
+    and it refuses a second data path (``EmbeddedServer already initialized``)."""
     from chdb import session as chdb_session_module
 
-    chdb = chdb_session_module.Session(str(tmp_path_factory.mktemp("chdb")))
+    chdb = chdb_session_module.Session(":memory:")
     yield chdb
     chdb.close()
 

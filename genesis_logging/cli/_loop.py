@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from genesis_logging.errors import ConfigurationError
-from genesis_logging.schema import FIELDS, Source
+from genesis_logging.schema import FIELDS, SHOW_FIELDS, TAIL_FIELDS, Source
 from genesis_logging.store import (
     LocalStore,
     LocalStoreHandler,
@@ -210,7 +210,7 @@ def _tail_query(
         params["since"] = since
     condition = f"WHERE {' AND '.join(where)} " if where else ""
     sql = (
-        "SELECT timestamp, level, spec_id, iteration, exit_code, message "
+        f"SELECT {', '.join(f'{store.column(name)} AS {name}' for name in TAIL_FIELDS)} "
         f"FROM {store.logs} {condition}ORDER BY timestamp DESC LIMIT {{limit:UInt32}}"
     )
     return sql, params
@@ -357,8 +357,7 @@ def _fetch_run(args: argparse.Namespace, store: Store) -> dict[str, Any]:
     if args.iteration is not None:
         where += " AND iteration = {iteration:UInt32}"
         params["iteration"] = args.iteration
-    columns = ["timestamp", "level", "iteration", "exit_code", "duration_ms", "message"]
-    selected = ", ".join(f"{store.column(c)} AS {c}" for c in [*columns, *_RUN_TEXT])
+    selected = ", ".join(f"{store.column(c)} AS {c}" for c in [*SHOW_FIELDS, *_RUN_TEXT])
     sql = f"SELECT {selected} FROM {store.logs} WHERE {where} ORDER BY timestamp DESC LIMIT 1"
     try:
         result = store.query(sql, params)
