@@ -104,6 +104,11 @@ def _exit_on_sigterm_in_child() -> None:
 
 
 def _raise_exit(signum: int, frame: object) -> None:
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None and getattr(util, "_exiting", False):
+        # Already ending through its finalizers (a pool's worker that got its stop
+        # sentinel, then the SIGTERM ``terminate()`` sends anyway): let them finish.
+        return
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
     raise SystemExit(128 + signum)
 

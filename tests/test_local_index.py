@@ -336,7 +336,7 @@ def test_the_index_is_not_matched_by_the_view_glob(store_dir: Path) -> None:
     store = LocalStore(store_dir)
     store.specs()
     store.close()
-    assert not list(store_dir.glob("*.jsonl*/"))
+    assert not [path for path in store_dir.glob("*.jsonl*") if path.is_dir()]
     assert all(not p.name.endswith(".jsonl") for p in (store_dir / ".index").iterdir())
 
 
