@@ -211,7 +211,10 @@ class ClickHouseInserter:
         self._cut_off = False
         watchdog = threading.Timer(budget, self._cut_connection)
         watchdog.daemon = True
-        watchdog.start()
+        # At interpreter exit 3.12+ starts no thread: the deadline close() sets on every
+        # socket wait bounds the attempt then.
+        with contextlib.suppress(RuntimeError):
+            watchdog.start()
         try:
             self._insert(rows, token)
         except Exception as error:
