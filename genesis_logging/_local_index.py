@@ -25,6 +25,7 @@ import heapq
 import json
 import os
 import sys
+import time
 import zlib
 from array import array
 from collections.abc import Collection, Sequence
@@ -49,7 +50,8 @@ _PATTERN: Final = "*.jsonl*"  # the view's glob
 #: Suffixes chDB decompresses by name; a store holding one is left to chDB.
 _COMPRESSED: Final = (".gz", ".gzip", ".zst", ".zstd", ".lz4", ".xz", ".bz2", ".br", ".deflate")
 _PROBE: Final = 64  # bytes checksummed at a file's start and at its indexed end
-_LISTINGS: Final = 5  # listings of the directory to get two that agree
+_LISTINGS: Final = 5  # looks for a file renamed while being opened
+_STABLE_LISTINGS: Final = 40  # listings of the directory to get two that agree, untouched
 _SHORT: Final = 256  # attribute values up to this many characters live in the index
 _LONG: Final = -1  # an attribute too long for the index: read from the line
 _KINDS: Final = {f.name: f.kind for f in FIELDS}
@@ -196,19 +198,21 @@ def _listing(directory: Path) -> list[tuple[str, os.stat_result]]:
     can miss one. It is taken again until two in a row agree (at most a few times).
     """
     previous: list[tuple[str, int]] | None = None
-    for _ in range(_LISTINGS):
-        found = []
+    for attempt in range(_STABLE_LISTINGS):
+        found, moved = [], False
         for entry in sorted(os.scandir(directory), key=lambda e: e.name):
             if fnmatch.fnmatch(entry.name, _PATTERN):
                 try:
                     if entry.is_file():
                         found.append((entry.name, entry.stat()))
-                except FileNotFoundError:  # the oldest rotated file, deleted meanwhile
-                    continue
+                except FileNotFoundError:  # renamed or deleted meanwhile: list again
+                    moved = True
         identities = [(name, stat.st_ino) for name, stat in found]
-        if identities == previous:
+        if identities == previous and not moved:
             break
-        previous = identities
+        previous = None if moved else identities
+        if attempt:
+            time.sleep(0.002 * attempt)  # a rotation is a few renames: let it finish
     return found
 
 
