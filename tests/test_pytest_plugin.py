@@ -455,7 +455,8 @@ class TestXdist:
     """Under ``-n 2`` the controller records; the counts still equal pytest's line."""
 
     def test_counts_match_under_xdist(self, tmp_path: Path) -> None:
-        pytest.importorskip("xdist")
+        import xdist  # noqa: F401  - in the test deps: a missing plugin fails, never skips
+
         needs_subtests()
         files = {
             "test_sub.py": SUBTESTS,
