@@ -53,6 +53,7 @@ class HandlerConfig:
     shutdown_timeout: float = 5.0
     spool_dir: str | None = None
     spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
+    drain_on_signals: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.queue_full_policy not in QUEUE_FULL_POLICIES:

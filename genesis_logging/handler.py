@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from . import _guard
@@ -66,6 +67,11 @@ class ClickHouseHandler(logging.Handler):
             they are replayed, oldest first, when the server is back.
         spool_max_bytes: cap of the spool; the oldest files are evicted past it.
         inserter: deliver through this object instead of a ClickHouse connection.
+        alt_hosts: other hosts to try when ``host`` cannot be reached, as
+            clickhouse-driver spells them: ``"h2:9000,h3:9000"`` (issue 23).
+        drain_on_signals: signal names (``SIGTERM``, ``SIGINT``) whose arrival drains or
+            spools the queue within ``shutdown_timeout`` before the process's own handling
+            goes on (issue 21).
 
     Raises:
         ConfigurationError: an invalid option; raised here, never in a logging call.
@@ -87,6 +93,7 @@ class ClickHouseHandler(logging.Handler):
         connect_timeout: float | str | None = None,
         send_receive_timeout: float | str | None = None,
         compression: str | None = None,
+        alt_hosts: str | None = None,
         table: str = "logs",
         batch_size: int = 1000,
         flush_interval: float = 1.0,
@@ -102,6 +109,7 @@ class ClickHouseHandler(logging.Handler):
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
         inserter: Inserter | None = None,
+        drain_on_signals: Sequence[str] | None = None,
     ) -> None:
         # Validate everything before Handler.__init__ registers us for logging.shutdown().
         connection = ConnectionSettings.resolve(
@@ -117,6 +125,7 @@ class ClickHouseHandler(logging.Handler):
             connect_timeout=connect_timeout,
             send_receive_timeout=send_receive_timeout,
             compression=compression,
+            alt_hosts=alt_hosts,
         )
         self.config = HandlerConfig(
             connection,
@@ -131,6 +140,7 @@ class ClickHouseHandler(logging.Handler):
             shutdown_timeout=shutdown_timeout,
             spool_dir=HandlerConfig.spool_path(spool_dir),
             spool_max_bytes=spool_max_bytes,
+            drain_on_signals=tuple(drain_on_signals or ()),
         )
         try:
             self.converter = RecordConverter(

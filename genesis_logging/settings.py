@@ -82,6 +82,7 @@ class ConnectionSettings:
     connect_timeout: float = 5.0
     send_receive_timeout: float = 30.0
     compression: str | None = None
+    alt_hosts: str | None = None
 
     @classmethod
     def resolve(
