@@ -38,8 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from genesis_logging.local_store import LocalStoreHandler  # noqa: E402
 from genesis_logging.runner import run_and_log  # noqa: E402
-from genesis_logging.store import LocalStoreHandler  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SPEC = "spec_bench"
@@ -49,7 +49,7 @@ PROJECT_PACKAGES = ("email", "json", "logging")
 #: The child of each run: logs a suite as the pytest plugin does, through the local store.
 SUITE = r"""
 import logging, os, sys
-from genesis_logging.store import LocalStoreHandler
+from genesis_logging.local_store import LocalStoreHandler
 
 iteration, tests = int(sys.argv[1]), int(sys.argv[2])
 logger = logging.getLogger("genesis.pytest")

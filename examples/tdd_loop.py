@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 
 from genesis_logging import run_and_log
-from genesis_logging.store import LocalStore, LocalStoreHandler
+from genesis_logging.local_store import LocalStoreHandler
+from genesis_logging.store import LocalStore
 
 ATTEMPTS = [
     "def add(a, b):\n    return a - b\n",  # the first generation has a bug

@@ -15,11 +15,11 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
     from .errors import ConfigurationError, DeliveryWarning, GenesisLoggingWarning
     from .formatter import GenesisJsonFormatter
     from .handler import ClickHouseHandler
+    from .local_store import LocalStoreHandler
     from .runner import RunResult, log_step, run_and_log
     from .schema import FIELDS, Field
     from .settings import ConnectionSettings
     from .signals import exit_on_sigterm
-    from .store import LocalStoreHandler
     from .transport import ClickHouseInserter, Inserter
 
 #: Where each public name lives. Loaded on first use (PEP 562), so that the console track —

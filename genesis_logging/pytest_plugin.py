@@ -183,7 +183,7 @@ class TestRecorder:
         """
         # Imported here: every pytest run loads this module; only active runs need these.
         from .handler import ClickHouseHandler
-        from .store import LocalStoreHandler
+        from .local_store import LocalStoreHandler
 
         root = logging.getLogger()
         configured: list[logging.Handler] = [

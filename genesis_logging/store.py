@@ -1,25 +1,25 @@
 """Where the logs are read from: a ClickHouse server, or the local store on a laptop.
 
 The local store is a directory of JSON-lines files (one per process, rotated by size)
-written by :class:`LocalStoreHandler`. Reading goes through chDB with a view named
-``genesis.logs`` over those files, so a query written for production runs unchanged.
+written by :class:`~genesis_logging.local_store.LocalStoreHandler`. Reading goes through
+chDB with a view named ``genesis.logs`` over those files (:mod:`genesis_logging._chdb`),
+so a query written for production runs unchanged.
 Every user-supplied value is passed as a query parameter, never formatted into SQL.
 """
 
 from __future__ import annotations
 
-import logging
-import logging.handlers
 import os
 import re
-import socket
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from ._chdb import chdb_session, create_view
 from ._readonly import check_read_only
-from .ddl import quote_identifier, quote_string, view_statements
+from .ddl import quote_identifier, quote_string
 from .errors import ConfigurationError
+from .local_store import LocalStoreHandler, local_log_dir  # the store's writer, re-exported
 from .schema import FIELDS, FIELDS_BY_NAME, Kind
 from .settings import ConnectionSettings
 
@@ -31,126 +31,11 @@ __all__ = [
     "Store",
     "TableColumns",
     "local_log_dir",
-    "prepare_mcp_data_path",
-    "project_root",
-    "reserve_iteration",
+    "open_store",
     "select_records",
     "server_error_cause",
     "spec_ids",
 ]
-
-CHDB_SUBDIR: Final = ".chdb"
-_EMPTY_FILE: Final = "genesis-empty.jsonl"  # keeps the view's glob matching in an empty store
-
-
-#: What marks a project's root folder: a relative ``GENESIS_LOG_DIR`` starts there.
-PROJECT_MARKERS: Final = ("pyproject.toml", "setup.cfg", "setup.py", ".git")
-
-
-def project_root(start: str | os.PathLike[str] | None = None) -> Path:
-    """The nearest folder from ``start`` (default the cwd) up holding a project marker.
-
-    Markers are :data:`PROJECT_MARKERS`; with none up to ``/``, ``start`` itself, so a
-    relative store path means the same folder from anywhere inside one project.
-    """
-    here = Path(start if start is not None else os.getcwd()).absolute()
-    for folder in (here, *here.parents):
-        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
-            return folder
-    return here
-
-
-def local_log_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """``explicit``, else ``$GENESIS_LOG_DIR``, else ``None``; always absolute.
-
-    An explicit (``--log-dir``) relative path is relative to the cwd, as any command-line
-    path is. A relative ``$GENESIS_LOG_DIR`` is relative to :func:`project_root`, so an
-    ``export GENESIS_LOG_DIR=.genesis/logs`` names one store from every subfolder of
-    the project (the CLI, :class:`LocalStoreHandler` and the pytest plugin agree).
-    """
-    if explicit:
-        return Path(explicit).absolute()
-    value = os.environ.get("GENESIS_LOG_DIR")
-    if not value:
-        return None
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else project_root() / path
-
-
-class LocalStoreHandler(logging.handlers.RotatingFileHandler):
-    """Append genesis JSON lines to ``<log_dir>/genesis-<host>-<pid>.jsonl``, rotated by size.
-
-    Args:
-        log_dir: the store's directory (default ``$GENESIS_LOG_DIR``); created if missing.
-        max_bytes: size at which a file is rotated (``.1``, ``.2`` … are kept).
-        backup_count: rotated files kept per process.
-        service, version: as for :class:`GenesisJsonFormatter`.
-    """
-
-    def __init__(
-        self,
-        log_dir: str | os.PathLike[str] | None = None,
-        *,
-        max_bytes: int = 64 * 1024 * 1024,
-        backup_count: int = 10,
-        service: str | None = None,
-        version: str | None = None,
-    ) -> None:
-        directory = local_log_dir(log_dir)
-        if directory is None:
-            raise ConfigurationError("LocalStoreHandler needs log_dir or GENESIS_LOG_DIR")
-        try:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as error:
-            raise ConfigurationError(f"log_dir {directory}: {error}") from None
-        name = f"genesis-{socket.gethostname()}-{os.getpid()}.jsonl"
-        super().__init__(
-            directory / name,
-            maxBytes=max_bytes,
-            backupCount=backup_count,
-            encoding="utf-8",
-            delay=True,
-        )
-        from .formatter import GenesisJsonFormatter  # here: the readers do not need it
-
-        self.setFormatter(GenesisJsonFormatter(service=service, version=version))
-
-    def _open(self) -> Any:
-        """The file, private to its user (``0600``): records carry output, tracebacks,
-        code and environment fragments."""
-        descriptor = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        return open(descriptor, "a", encoding=self.encoding, errors=self.errors)
-
-
-def reserve_iteration(directory: Path, spec: str, recorded: int) -> int:
-    """The next iteration of ``spec`` in a local store, reserved for the caller.
-
-    A run writes its record when it ends, so two runs started together would both see
-    the same last iteration; the numbers handed out are kept in ``.index/iterations.json``
-    under an ``flock``, and the next one is past both the recorded and the reserved.
-    """
-    import fcntl
-    import json
-
-    folder = directory / ".index"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = folder / "iterations.json"
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    with open(descriptor, "r+", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
-        try:
-            reserved = json.loads(handle.read() or "{}")
-        except ValueError:
-            reserved = {}
-        if not isinstance(reserved, dict):
-            reserved = {}
-        last = reserved.get(spec)
-        number = max(recorded, last if isinstance(last, int) else 0) + 1
-        reserved[spec] = number
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps(reserved))
-    return number
 
 
 class QueryResult:
@@ -243,70 +128,6 @@ def select_records(
     return result.dicts()
 
 
-def _structure() -> str:
-    types = {Kind.TIMESTAMP: "DateTime64(3, 'UTC')", Kind.STRING_MAP: "Map(String, String)"}
-    return ", ".join(f"{f.name} {types.get(f.kind, f.clickhouse_type)}" for f in FIELDS)
-
-
-def _chdb_session(path: str) -> Any:
-    from chdb import session as chdb_session_module
-
-    chdb_session: Any = chdb_session_module  # untyped third-party API
-    return chdb_session.Session(path)
-
-
-def _create_view(session: Any, directory: Path) -> None:
-    """(Re)create the view ``genesis.logs`` over the JSON-lines files in ``directory``."""
-    (directory / _EMPTY_FILE).touch()
-    pattern = quote_string(str(directory / "*.jsonl*"))
-    session.query("CREATE DATABASE IF NOT EXISTS genesis")
-    session.query(
-        "CREATE OR REPLACE VIEW genesis.logs AS SELECT * FROM "
-        f"file({pattern}, 'JSONEachRow', {quote_string(_structure())}) "
-        "SETTINGS date_time_input_format = 'best_effort'"
-    )
-    for statement in view_statements("genesis", "logs"):  # the assistant's views
-        session.query(statement)
-
-
-def prepare_mcp_data_path(log_dir: str | os.PathLike[str]) -> tuple[Path, bool]:
-    """Create ``genesis.logs`` in ``<log_dir>/.chdb``, the chDB path the MCP server opens.
-
-    Returns the path and whether it was prepared now. A running MCP server holds the
-    path's lock; the path was then prepared before that server started, so it is left
-    alone (``False``).
-    """
-    directory = Path(log_dir).resolve()
-    path = directory / CHDB_SUBDIR
-    if _locked_by_another_process(path):
-        return path, False
-    session = _chdb_session(str(path))
-    try:
-        _create_view(session, directory)
-    finally:
-        session.close()
-    return path, True
-
-
-def _locked_by_another_process(chdb_path: Path) -> bool:
-    """Whether a chDB (or ClickHouse) process holds ``<chdb_path>/status``'s ``flock``."""
-    import fcntl
-
-    try:
-        descriptor = os.open(chdb_path / "status", os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(descriptor, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(descriptor)
-
-
 class LocalStore:
     """The local store read through chDB, exposed as ``genesis.logs``.
 
@@ -332,14 +153,14 @@ class LocalStore:
     def _session(self) -> Any:
         """The chDB session, started (and the view created) on first use."""
         if self._chdb is None:
-            self._chdb = _chdb_session(":memory:")
-            _create_view(self._chdb, self.directory)
+            self._chdb = chdb_session(":memory:")
+            create_view(self._chdb, self.directory)
         return self._chdb
 
     def ensure_view(self) -> None:
         """(Re)create the view ``genesis.logs`` over the store's files."""
         if self._chdb is not None:
-            _create_view(self._chdb, self.directory)
+            create_view(self._chdb, self.directory)
 
     def _fresh_index(self) -> Any:
         """The index, current with the files; ``None`` when only chDB can read them."""

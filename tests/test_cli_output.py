@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from genesis_logging.cli._output import json_line, render
-from genesis_logging.store import LocalStoreHandler
+from genesis_logging.local_store import LocalStoreHandler
 
 from .fakes import OUTSIDE_CHECKOUT, clean_env, cli_command, run_cli
 

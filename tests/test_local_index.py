@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
+from genesis_logging.local_store import LocalStoreHandler
 from genesis_logging.runner import run_and_log
-from genesis_logging.store import LocalStore, LocalStoreHandler, select_records, spec_ids
+from genesis_logging.store import LocalStore, select_records, spec_ids
 
 from .fakes import OUTSIDE_CHECKOUT, clean_env, cli_command
 from .fakes import run_cli as cli
@@ -345,7 +346,7 @@ def test_readers_beside_a_writer_agree_with_the_files(tmp_path: Path) -> None:
     logs.mkdir()
     writer = (
         "import logging\n"
-        "from genesis_logging.store import LocalStoreHandler\n"
+        "from genesis_logging.local_store import LocalStoreHandler\n"
         f"handler = LocalStoreHandler({str(logs)!r}, max_bytes=20_000, backup_count=1000)\n"
         "logger = logging.getLogger('genesis.pytest')\n"
         "logger.addHandler(handler); logger.propagate = False; logger.setLevel(logging.INFO)\n"

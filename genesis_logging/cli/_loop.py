@@ -15,14 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from genesis_logging.errors import ConfigurationError
+from genesis_logging.local_store import LocalStoreHandler, local_log_dir, reserve_iteration
 from genesis_logging.schema import FIELDS, SHOW_FIELDS, TAIL_FIELDS, Source
-from genesis_logging.store import (
-    LocalStore,
-    LocalStoreHandler,
-    Store,
-    local_log_dir,
-    reserve_iteration,
-)
+from genesis_logging.store import LocalStore, Store
 
 from ._common import (
     CommandError,

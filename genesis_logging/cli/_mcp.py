@@ -9,8 +9,9 @@ import shlex
 import sys
 from typing import Any, TextIO
 
+from genesis_logging._chdb import prepare_mcp_data_path
+from genesis_logging.local_store import local_log_dir
 from genesis_logging.settings import ConnectionSettings
-from genesis_logging.store import local_log_dir, prepare_mcp_data_path
 
 from ._common import CommandError, connection_settings
 
