@@ -340,7 +340,7 @@ class TestUnknownSpec:
     ) -> None:
         done = cli(command, "", env=env)
         assert done.returncode == 2
-        assert "a spec id must not be empty" in done.stderr
+        assert "the spec id must not be empty" in done.stderr
 
 
 class TestBoundedWithManyFailures:

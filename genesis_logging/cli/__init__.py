@@ -1,6 +1,7 @@
 """The ``genesis-logging`` command line (also ``python -m genesis_logging``).
 
-One parser; one module per command group (ops, spool, loop, mcp, analysis, report); one error type.
+One parser; one module per command group (ops, spool, run, read, mcp, analysis, report);
+one error type.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from genesis_logging._version import __version__
 
 from ._analysis import add_analysis_commands
 from ._common import CommandError
-from ._loop import add_loop_commands
 from ._mcp import add_mcp_commands
 from ._ops import add_ops_commands
+from ._read import add_read_commands
 from ._report import add_report_commands
+from ._run import add_run_commands
 from ._spool import add_spool_commands
 
 __all__ = ["CommandError", "build_parser", "main"]
@@ -34,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_ops_commands(commands)
     add_spool_commands(commands)
-    add_loop_commands(commands)
+    add_run_commands(commands)
+    add_read_commands(commands)
     add_mcp_commands(commands)
     add_analysis_commands(commands)
     add_report_commands(commands)

@@ -39,9 +39,11 @@ from ._common import (
     CommandError,
     add_format_option,
     describe,
+    number_argument,
     open_log_store,
     require_spec,
     store_options,
+    text_argument,
 )
 from ._output import json_line
 
@@ -67,25 +69,6 @@ def _read(
         return answer
     finally:
         store.close()
-
-
-def _at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
-        return value
-
-    return parse
-
-
-def _spec_id(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("a spec id must not be empty")
-    return text
 
 
 # -- failures ------------------------------------------------------------------------------
@@ -440,13 +423,16 @@ def add_analysis_commands(commands: Any) -> None:
         help="where a spec stands, then what failed before it, readably and bounded",
     )
     add_format_option(failures, "table", "json")
-    failures.add_argument("spec", type=_spec_id, help="spec_id")
+    failures.add_argument("spec", type=text_argument("the spec id"), help="spec_id")
     failures.add_argument(
-        "--limit", type=_at_least(0), default=10, help="earlier failing runs shown, newest first"
+        "--limit",
+        type=number_argument(int, 0, "a whole number >= 0"),
+        default=10,
+        help="earlier failing runs shown, newest first",
     )
     failures.add_argument(
         "--max-chars",
-        type=_at_least(100),
+        type=number_argument(int, 100, "a whole number >= 100"),
         default=2000,
         help="characters shown per run (default 2000)",
     )
@@ -458,14 +444,14 @@ def add_analysis_commands(commands: Any) -> None:
     diff = commands.add_parser(
         "diff", parents=[reads], help="what changed between two iterations of a spec, per file"
     )
-    diff.add_argument("spec", type=_spec_id, help="spec_id")
+    diff.add_argument("spec", type=text_argument("the spec id"), help="spec_id")
     diff.add_argument(
         "a", type=int, nargs="?", help="the earlier iteration (default: the one before b)"
     )
     diff.add_argument("b", type=int, nargs="?", help="the later iteration (default: the last)")
     diff.add_argument(
         "--max-chars",
-        type=_at_least(0),
+        type=number_argument(int, 0, "a whole number >= 0"),
         default=DIFF_CHARS,
         help=f"characters of code diff shown (default {DIFF_CHARS}; 0: everything)",
     )
@@ -483,5 +469,5 @@ def add_analysis_commands(commands: Any) -> None:
         help="exit 0 only if the latest iteration passed and its snapshotted trees are "
         "unchanged: no file edited, added, deleted or renamed (stop hooks)",
     )
-    check.add_argument("spec", type=_spec_id, help="spec_id")
+    check.add_argument("spec", type=text_argument("the spec id"), help="spec_id")
     check.set_defaults(handler=cmd_verify)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from genesis_logging._report import describe_error
@@ -20,11 +21,14 @@ __all__ = [
     "add_url_option",
     "connection_settings",
     "describe",
+    "iteration_argument",
+    "number_argument",
     "open_log_store",
     "query_once",
     "require_spec",
     "show_result",
     "store_options",
+    "text_argument",
     "warn_if_password_in_argv",
 ]
 
@@ -173,3 +177,35 @@ def spool_directory(explicit: str | None) -> str:
     if not os.path.isdir(directory):
         raise CommandError(f"spool directory {directory} does not exist")
     return directory
+
+
+def text_argument(what: str) -> Callable[[str], str]:
+    """A parser type refusing an empty value: ``--spec ""`` is a mistake, not an id."""
+
+    def check(value: str) -> str:
+        if not value.strip():
+            raise argparse.ArgumentTypeError(f"{what} must not be empty")
+        return value
+
+    return check
+
+
+def iteration_argument(value: str) -> str:
+    if value == "auto" or (value.isdigit() and value.isascii()):
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r} is not a whole number >= 0 or 'auto'")
+
+
+def number_argument(kind: Callable[[str], float], least: float, what: str) -> Callable[[str], Any]:
+    """A parser type for a number of at least ``least``."""
+
+    def check(value: str) -> Any:
+        try:
+            number: float | None = kind(value)
+        except ValueError:
+            number = None
+        if number is None or number < least or number != number:  # NaN
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what}")
+        return number
+
+    return check
