@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "DEFAULT_SPOOL_MAX_BYTES",
     "DEFAULT_TABLE",
+    "OPTIONS",
     "QUEUE_FULL_POLICIES",
     "HandlerConfig",
     "check_number",
