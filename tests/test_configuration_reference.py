@@ -84,6 +84,15 @@ class TestOneHomeForEveryOption:
                 assert getattr(built, field.name) == field.default, field.name
         assert built == HandlerConfig.from_options({})
 
+    def test_the_clickhouse_page_agrees(self) -> None:
+        """docs/clickhouse.md repeats the delivery defaults: they must be these."""
+        page = (ROOT / "docs" / "clickhouse.md").read_text()
+        section = page.split("## Delivery options\n", 1)[1].split("\n## ", 1)[0]
+        documented = dict(re.findall(r"^\| `([a-z_]+)` \| `([^`]*)` \|", section, re.MULTILINE))
+        config = HandlerConfig.from_options({})
+        assert len(documented) >= 10
+        assert {name: str(getattr(config, name)) for name in documented} == documented
+
     def test_each_keyword_is_forwarded(self, tmp_path: pathlib.Path) -> None:
         given: dict[str, Any] = {
             "table": "t",
