@@ -104,12 +104,10 @@ def _quiet_delivery_warnings() -> Iterator[None]:
 
 
 def make(backend: Backend | Inserter, **options: Any) -> tuple[ClickHouseHandler, logging.Logger]:
-    options.setdefault("flush_interval", 0.01)
-    handler = ClickHouseHandler(inserter=backend, **options)
-    logger = logging.getLogger(f"seam.{id(handler)}")
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
+    """A handler delivering through ``backend``, and a logger of its own (outside the tree)."""
+    handler = ClickHouseHandler(inserter=backend, **{"flush_interval": 0.01, **options})
+    logger = logging.Logger(f"seam.{id(handler)}", logging.DEBUG)
+    logger.addHandler(handler)
     return handler, logger
 
 
