@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import _guard
-from ._codec import DEFAULT_MAX_FIELD_CHARS, RecordConverter
+from ._codec import RecordConverter
 from ._columns import ColumnBuilder
 from ._config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BLOCK_TIMEOUT,
     DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_FIELD_CHARS,
     DEFAULT_QUEUE_FULL_POLICY,
     DEFAULT_QUEUE_SIZE,
     DEFAULT_RETRY_ATTEMPTS,
