@@ -1,7 +1,9 @@
 """Delivering one batch: insert with the retry policy, isolate poisoned rows, spool on failure.
 
-The deliverer answers with an :class:`~._queue.Outcome` and touches no counter: the queue
-counts, the reporter warns.
+The deliverer answers with an :class:`~._batch.Outcome` and touches no counter: the queue
+counts, the reporter warns. It knows the destination only through the backend seam: its
+``classify`` decides what is retried, split or given up, ``limit_time`` bounds an insert
+at exit, ``missing_columns`` is reported.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from typing import Final
 
 from ._batch import Batch, Note, Outcome
 from ._codec import Row
-from ._faults import is_transient
+from ._faults import Fault
 from ._inserts import PartialInsertError, insert_isolating
 from ._policies import RetryPolicy
+from .backend import Backend
 from .spool import BatchTooLargeError, Spool
-from .transport import Inserter
+from .transport import Inserter, as_backend
 
 _PARTS_PER_CAP: Final = 8  # a batch over the spool cap is written in parts this small
 
@@ -34,7 +37,7 @@ class Deliverer:
     """Inserts batches through ``inserter``; what cannot be delivered goes to ``spool``.
 
     Args:
-        inserter: the seam to the database.
+        inserter: the seam to the database (a plain :class:`Inserter` is wrapped).
         retry: the retry policy for transient errors.
         spool: where undeliverable rows go (``None``: they are dropped, with a reason).
         abort: set at shutdown; cuts retries and backoffs short.
@@ -44,16 +47,21 @@ class Deliverer:
 
     def __init__(
         self,
-        inserter: Inserter,
+        inserter: Backend | Inserter,
         retry: RetryPolicy,
         spool: Spool | None,
         abort: threading.Event,
         describe: Callable[[BaseException], str],
         on_retry: Callable[[BaseException], None],
     ) -> None:
-        self.inserter = inserter
+        self.inserter = backend = as_backend(inserter)
         self.deadline = math.inf  # set while delivering inline at interpreter exit
-        self._retrying = retry.retrying(abort, on_retry, lambda: self.deadline)
+        self._retrying = retry.retrying(
+            abort,
+            on_retry,
+            lambda: self.deadline,
+            transient=lambda error: backend.classify(error) is Fault.TRANSIENT,
+        )
         self._spool = spool
         self._describe = describe
 
@@ -61,12 +69,10 @@ class Deliverer:
         """Insert ``batch``; never raises. Past the deadline, spool it without trying."""
         if time.monotonic() >= self.deadline:
             return self.spool(batch, "shutdown")
-        limit = getattr(self.inserter, "limit_time", None)
-        if limit is not None:
-            limit(self.deadline)
+        self.inserter.limit_time(self.deadline)
         outcome = Outcome()
         self._insert(batch.rows, batch.id, outcome)
-        missing = getattr(self.inserter, "missing_columns", None)
+        missing = self.inserter.missing_columns
         if missing:
             outcome.notes.append(
                 Note(
@@ -82,11 +88,12 @@ class Deliverer:
             self._retrying(self.inserter.insert, part, part_token)
 
         try:
-            done = insert_isolating(insert, rows, token)
+            done = insert_isolating(insert, rows, token, classify=self.inserter.classify)
         except PartialInsertError as partial:
             done = partial.done
             error = partial.error
-            reason = "delivery_failed" if is_transient(error) else "permanent_error"
+            transient = self.inserter.classify(error) is Fault.TRANSIENT
+            reason = "delivery_failed" if transient else "permanent_error"
             self._failed(partial.unsent, token, error, reason, outcome)
         outcome.sent += done.sent
         for _, error in done.refused:  # one refused row costs that row only
@@ -94,7 +101,7 @@ class Deliverer:
             outcome.error = message
             outcome.failed_batches += 1
             outcome.dropped["bad_row"] += 1
-            text = f"1 record not delivered (the server refused this row): {message}"
+            text = f"1 record not delivered (the destination refused this row): {message}"
             outcome.notes.append(Note("bad_row", text))
 
     def _failed(

@@ -1,6 +1,7 @@
 """How rows go into an insert function: in chunks with their own tokens, and with the rows
-a server refuses isolated by bisection. Shared by the live path, the spool replayer and
-``genesis-logging load``; pure functions over ``insert(rows, token)``.
+a destination refuses isolated by bisection. Shared by the live path, the spool replayer
+and ``genesis-logging load``; pure functions over ``insert(rows, token)`` and the
+backend's ``classify``, which says which errors blame rows.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ._codec import Row
-from ._faults import is_row_error
+from ._faults import Classify, Fault, classify_by_type
 
 __all__ = [
     "Insert",
@@ -45,9 +46,15 @@ class PartialInsertError(Exception):
 
 
 def insert_isolating(
-    insert: Insert, rows: Sequence[Row], token: str, done: Inserted | None = None
+    insert: Insert,
+    rows: Sequence[Row],
+    token: str,
+    done: Inserted | None = None,
+    *,
+    classify: Classify = classify_by_type,
 ) -> Inserted:
-    """Insert ``rows``; when the server refuses some, split until only they are left out.
+    """Insert ``rows``; when ``classify`` blames rows (``Fault.REFUSED_ROWS``), split until
+    only the refused ones are left out.
 
     Halves get the tokens ``<token>a`` / ``<token>b`` (and so on), so a retried half is
     recognised by servers that deduplicate.
@@ -63,7 +70,7 @@ def insert_isolating(
         try:
             insert(rows if high - low == len(rows) else rows[low:high], part)
         except Exception as error:
-            if not is_row_error(error):
+            if classify(error) is not Fault.REFUSED_ROWS:
                 unsent = [
                     row for a, b, _ in [(low, high, part), *reversed(pending)] for row in rows[a:b]
                 ]
@@ -91,7 +98,13 @@ def chunks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
 
 
 def insert_in_chunks(
-    insert: Insert, rows: Iterable[Row], size: int, token: str, *, offset: int = 0
+    insert: Insert,
+    rows: Iterable[Row],
+    size: int,
+    token: str,
+    *,
+    offset: int = 0,
+    classify: Classify = classify_by_type,
 ) -> Inserted:
     """Insert ``rows`` ``size`` at a time, isolating refused rows in each chunk.
 
@@ -110,7 +123,8 @@ def insert_in_chunks(
         following = next(pending, None)
         single = position == 0 and following is None
         try:
-            insert_isolating(insert, chunk, token if single else f"{token}-{position}", done)
+            part = token if single else f"{token}-{position}"
+            insert_isolating(insert, chunk, part, done, classify=classify)
         except PartialInsertError as partial:
             rest = [row for later in ([following] if following else []) for row in later]
             rest += [row for later in pending for row in later]

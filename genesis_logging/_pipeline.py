@@ -27,8 +27,9 @@ from ._queue import ACCEPTED, BatchQueue
 from ._replay import SpoolReplayer
 from ._report import Reporter
 from ._worker import Worker
+from .backend import Backend
 from .spool import Spool
-from .transport import Inserter
+from .transport import Inserter, as_backend
 
 __all__ = ["BatchPipeline"]
 
@@ -113,11 +114,11 @@ def _raise_exit(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _replayer(spool: Spool | None, inserter: Inserter, batch_size: int) -> SpoolReplayer | None:
-    """What brings spooled batches back through ``inserter`` (none without a spool)."""
+def _replayer(spool: Spool | None, backend: Backend, batch_size: int) -> SpoolReplayer | None:
+    """What brings spooled batches back through ``backend`` (none without a spool)."""
     if spool is None:
         return None
-    return SpoolReplayer(spool, inserter.insert, batch_size=batch_size, backoff=ReplayBackoff())
+    return SpoolReplayer(spool, backend, batch_size=batch_size, backoff=ReplayBackoff())
 
 
 class BatchPipeline:
@@ -125,9 +126,9 @@ class BatchPipeline:
 
     Args:
         config: sizes, intervals, policies and timeouts.
-        inserter: the seam to the database.
+        inserter: the seam to the database; a forked child delivers through its
+            ``renew()`` (a plain :class:`Inserter` is wrapped as a ``Backend``).
         reporter: describes errors and warns people.
-        reconnect: makes a fresh inserter for a forked child (``None``: keep ``inserter``).
         to_rows: turns a batch of submitted items into its rows, in the worker (``None``:
             items are rows) — the handler's snapshots become columns here.
         spool: where undeliverable rows go.
@@ -139,10 +140,9 @@ class BatchPipeline:
     def __init__(
         self,
         config: HandlerConfig,
-        inserter: Inserter,
+        inserter: Backend | Inserter,
         reporter: Reporter,
         *,
-        reconnect: Callable[[], Inserter] | None = None,
         to_rows: Callable[[Sequence[Any]], Sequence[Row]] | None = None,
         spool: Spool | None = None,
         name: str = "genesis-logging",
@@ -152,7 +152,6 @@ class BatchPipeline:
         self.owner = weakref.ref(owner) if owner is not None else None
         self.reporter = reporter
         self.spool = spool
-        self._reconnect = reconnect
         self._to_rows = to_rows
         self._cooldown_policy = Cooldown()
         self._retry = RetryPolicy(config.retry_attempts, config.retry_max_delay)
@@ -164,17 +163,17 @@ class BatchPipeline:
             block_timeout=config.block_timeout,
         )
         self._name = name
-        self._build(inserter)
+        self._build(as_backend(inserter))
         _LIVE.add(self)
 
-    def _build(self, inserter: Inserter) -> None:
+    def _build(self, inserter: Backend) -> None:
         """The parts a forked child must not share with its parent."""
         self._worker = Worker(self._loop, self._name, on_exit=self._worker_ended)
         self._abort = threading.Event()  # cuts retries and backoffs short at shutdown
         self._deliverer = Deliverer(
             inserter, self._retry, self.spool, self._abort, self.reporter.describe, self._on_retry
         )
-        self._replayer = _replayer(self.spool, inserter, self.config.batch_size)
+        self._replayer = _replayer(self.spool, self._deliverer.inserter, self.config.batch_size)
         self._current: Batch | None = None  # the batch the worker is delivering
         self._permanent_failures = 0
         self._cooldown_until = 0.0
@@ -183,13 +182,17 @@ class BatchPipeline:
     def after_fork(self) -> None:
         """Start afresh in a forked child: own locks, empty queue, no worker, no socket.
 
-        The inherited connection is abandoned, not closed: closing it would cut the
-        parent's socket too.
+        The backend's ``renew()`` says what the child delivers through; the inherited
+        connection is abandoned, not closed: closing it would cut the parent's socket too.
         """
         self._queue.reset_after_fork()
         self.reporter = self.reporter.fresh()
-        inserter = self._reconnect() if self._reconnect else self._deliverer.inserter
-        self._build(inserter)
+        backend = self._deliverer.inserter
+        try:
+            backend = backend.renew()
+        except Exception as error:  # keep delivering through the inherited one
+            self.reporter.error(self.reporter.describe(error))
+        self._build(backend)
 
     # -- the callers' side -----------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from ._faults import is_transient
+from ._config import DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_MAX_DELAY
 
 __all__ = ["Cooldown", "ReplayBackoff", "RetryPolicy"]
 
@@ -47,8 +47,8 @@ class RetryPolicy:
     tenacity version we allow.
     """
 
-    attempts: int = 8
-    max_delay: float = 30.0
+    attempts: int = DEFAULT_RETRY_ATTEMPTS
+    max_delay: float = DEFAULT_RETRY_MAX_DELAY
     first_wait: float = 0.1
     longest_wait: float = 5.0
     jitter: float = 0.2
@@ -58,9 +58,12 @@ class RetryPolicy:
         abort: threading.Event,
         before_sleep: Callable[[BaseException], None],
         deadline: Callable[[], float] = lambda: math.inf,
+        *,
+        transient: Callable[[BaseException], bool],
     ) -> Retrying:
-        """A tenacity ``Retrying`` that ``abort`` cuts short, sleep included, and that
-        never retries or sleeps past ``deadline()`` (a ``time.monotonic()`` value)."""
+        """A tenacity ``Retrying`` of the errors ``transient`` accepts (the backend's
+        classification), that ``abort`` cuts short, sleep included, and that never
+        retries or sleeps past ``deadline()`` (a ``time.monotonic()`` value)."""
 
         def report(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
@@ -83,7 +86,7 @@ class RetryPolicy:
             ),
             wait=wait,
             sleep=sleep_using_event(abort),
-            retry=retry_if_exception(is_transient),
+            retry=retry_if_exception(transient),
             before_sleep=report,
             reraise=True,
         )

@@ -13,10 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._batch import Note
-from ._faults import is_transient
+from ._faults import Fault
 from ._inserts import Insert, Inserted, PartialInsertError, insert_in_chunks
 from ._policies import ReplayBackoff
+from .backend import Backend
 from .spool import Spool, SpoolFile
+from .transport import Inserter, as_backend
 
 __all__ = ["ReplayReport", "SpoolReplayer"]
 
@@ -63,20 +65,27 @@ class ReplayReport:
 
 
 class SpoolReplayer:
-    """Delivers spooled files, oldest first, through ``insert``.
+    """Delivers spooled files, oldest first, through a backend.
 
     Args:
         spool: the directory.
-        insert: ``insert(rows, token)``, raising on failure.
+        backend: the destination; its ``classify`` says which rows go to ``dead/`` and
+            which failures are transient (a plain inserter or ``insert(rows, token)``
+            function is wrapped).
         batch_size: rows per insert.
         backoff: when to try again and when to give a file up.
     """
 
     def __init__(
-        self, spool: Spool, insert: Insert, *, batch_size: int, backoff: ReplayBackoff
+        self,
+        spool: Spool,
+        backend: Backend | Inserter | Insert,
+        *,
+        batch_size: int,
+        backoff: ReplayBackoff,
     ) -> None:
         self.spool = spool
-        self._insert = insert
+        self._backend = as_backend(backend)
         self._batch_size = batch_size
         self._backoff = backoff
         self.next_at = time.monotonic()  # when to look into the spool next
@@ -103,10 +112,16 @@ class SpoolReplayer:
         try:
             rows, unreadable = self.spool.read(entry)
         except OSError as error:
-            return self._failed(entry, error)
+            return self._failed(entry, error, transient=True)  # the disk, not the backend
         try:
+            backend = self._backend
             done = insert_in_chunks(
-                self._insert, rows, self._batch_size, entry.batch_id, offset=entry.offset
+                backend.insert,
+                rows,
+                self._batch_size,
+                entry.batch_id,
+                offset=entry.offset,
+                classify=backend.classify,
             )
         except PartialInsertError as partial:
             # Keep only what was not delivered, so a fault costs no duplicates beyond the
@@ -128,7 +143,7 @@ class SpoolReplayer:
         return ReplayReport(entry, rows=done.sent, unreadable=unreadable, refused=refused)
 
     def _set_aside(self, done: Inserted) -> int:
-        """Rows the server refused go to dead/, for a person to look at."""
+        """Rows the destination refused go to dead/, for a person to look at."""
         if not done.refused:
             return 0
         rows = [row for row, _ in done.refused]
@@ -138,9 +153,13 @@ class SpoolReplayer:
             return 0
         return len(rows)
 
-    def _failed(self, entry: SpoolFile, error: BaseException) -> ReplayReport:
-        """Put the file back with a backoff; after repeated permanent failures, aside."""
-        transient = isinstance(error, OSError) or is_transient(error)
+    def _failed(
+        self, entry: SpoolFile, error: BaseException, *, transient: bool | None = None
+    ) -> ReplayReport:
+        """Put the file back with a backoff; after repeated permanent failures, aside.
+        The backend judges its own errors (``transient`` overrides: the spool's)."""
+        if transient is None:
+            transient = self._backend.classify(error) is Fault.TRANSIENT
         delay = self._backoff.delay(transient=transient, failures=entry.failures)
         buried = self._backoff.buries(transient=transient, failures=entry.failures)
         try:

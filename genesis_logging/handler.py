@@ -1,8 +1,9 @@
 """Track 2: ship records to ClickHouse without the application ever feeling it.
 
-The handler is thin: it turns keyword options into a validated configuration, converts
-each record to a row in the caller's thread and submits it to a :class:`BatchPipeline`
-(queue, worker thread, deliverer, spool replayer). Nothing in a logging call does I/O.
+The handler is thin: it turns keyword options into a validated configuration (once, in
+:class:`~._config.HandlerConfig`), converts each record to a row in the caller's thread
+and submits it to a :class:`BatchPipeline` (queue, worker thread, deliverer, spool
+replayer). Nothing in a logging call does I/O.
 """
 
 from __future__ import annotations
@@ -13,11 +14,26 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import _guard
-from ._codec import DEFAULT_MAX_FIELD_CHARS, RecordConverter
+from ._codec import RecordConverter
 from ._columns import ColumnBuilder
-from ._config import DEFAULT_SPOOL_MAX_BYTES, QUEUE_FULL_POLICIES, HandlerConfig
+from ._config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_BLOCK_TIMEOUT,
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_FIELD_CHARS,
+    DEFAULT_QUEUE_FULL_POLICY,
+    DEFAULT_QUEUE_SIZE,
+    DEFAULT_RETRY_ATTEMPTS,
+    DEFAULT_RETRY_MAX_DELAY,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_SPOOL_MAX_BYTES,
+    DEFAULT_TABLE,
+    QUEUE_FULL_POLICIES,
+    HandlerConfig,
+)
 from ._pipeline import BatchPipeline
 from ._report import Reporter
+from .backend import Backend
 from .errors import ConfigurationError
 from .settings import ConnectionSettings
 from .spool import Spool
@@ -26,6 +42,8 @@ from .transport import ClickHouseInserter, Inserter
 __all__ = ["QUEUE_FULL_POLICIES", "ClickHouseHandler"]
 
 _DEFERRED_ROUNDS = 8  # rounds of records logged during a logging call (signal handlers)
+#: The parameters of ``__init__`` that are not options of the configuration.
+_NOT_OPTIONS = frozenset({"self", "level", "inserter", "__class__"})
 
 
 def _holds_logging_lock() -> bool:
@@ -37,7 +55,8 @@ def _holds_logging_lock() -> bool:
 class ClickHouseHandler(logging.Handler):
     """A logging handler that inserts records into ``genesis.logs`` in the background.
 
-    Every option is a keyword argument, so ``dictConfig`` can build it with ``class:``.
+    Every option is a keyword argument, so ``dictConfig`` can build it with ``class:``;
+    their defaults and validation live in :class:`~._config.HandlerConfig`.
     Connection options fall back to ``CLICKHOUSE_URL``, ``CLICKHOUSE_HOST``,
     ``CLICKHOUSE_PORT``, ``CLICKHOUSE_USER``, ``CLICKHOUSE_PASSWORD``,
     ``CLICKHOUSE_SECURE`` and ``CLICKHOUSE_DATABASE``.
@@ -66,7 +85,8 @@ class ClickHouseHandler(logging.Handler):
         spool_dir: directory for batches that cannot be delivered (off when ``None``);
             they are replayed, oldest first, when the server is back.
         spool_max_bytes: cap of the spool; the oldest files are evicted past it.
-        inserter: deliver through this object instead of a ClickHouse connection.
+        inserter: deliver through this :class:`~genesis_logging.backend.Backend` (or a
+            plain object with ``insert`` and ``close``) instead of a ClickHouse connection.
         alt_hosts: other hosts to try when ``host`` cannot be reached, as
             clickhouse-driver spells them: ``"h2:9000,h3:9000"`` (issue 23).
         drain_on_signals: signal names (``SIGTERM``, ``SIGINT``) whose arrival drains or
@@ -94,81 +114,54 @@ class ClickHouseHandler(logging.Handler):
         send_receive_timeout: float | str | None = None,
         compression: str | None = None,
         alt_hosts: str | None = None,
-        table: str = "logs",
-        batch_size: int = 1000,
-        flush_interval: float = 1.0,
-        queue_size: int = 100_000,
-        queue_full_policy: str = "drop_newest",
-        block_timeout: float = 0.1,
-        retry_attempts: int = 8,
-        retry_max_delay: float = 30.0,
-        shutdown_timeout: float = 5.0,
+        table: str = DEFAULT_TABLE,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        queue_full_policy: str = DEFAULT_QUEUE_FULL_POLICY,
+        block_timeout: float = DEFAULT_BLOCK_TIMEOUT,
+        retry_attempts: int = DEFAULT_RETRY_ATTEMPTS,
+        retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         service: str | None = None,
         version: str | None = None,
         max_field_chars: int = DEFAULT_MAX_FIELD_CHARS,
         spool_dir: str | os.PathLike[str] | None = None,
         spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
-        inserter: Inserter | None = None,
+        inserter: Backend | Inserter | None = None,
         drain_on_signals: Sequence[str] | None = None,
     ) -> None:
-        # Validate everything before Handler.__init__ registers us for logging.shutdown().
-        connection = ConnectionSettings.resolve(
-            url=url,
-            host=host,
-            port=port,
-            user=user,
-            password=password,
-            database=database,
-            secure=secure,
-            verify=verify,
-            ca_certs=ca_certs,
-            connect_timeout=connect_timeout,
-            send_receive_timeout=send_receive_timeout,
-            compression=compression,
-            alt_hosts=alt_hosts,
-        )
-        self.config = HandlerConfig(
-            connection,
-            table=table,
-            batch_size=batch_size,
-            flush_interval=flush_interval,
-            queue_size=queue_size,
-            queue_full_policy=queue_full_policy,
-            block_timeout=block_timeout,
-            retry_attempts=retry_attempts,
-            retry_max_delay=retry_max_delay,
-            shutdown_timeout=shutdown_timeout,
-            spool_dir=HandlerConfig.spool_path(spool_dir),
-            spool_max_bytes=spool_max_bytes,
-            drain_on_signals=tuple(drain_on_signals or ()),
-        )
+        # Every keyword but these is an option, forwarded once; validated before
+        # Handler.__init__ registers us for logging.shutdown().
+        options = {k: v for k, v in locals().items() if k not in _NOT_OPTIONS}
+        self.config = config = HandlerConfig.from_options(options)
+        connection = config.connection
         try:
             self.converter = RecordConverter(
-                service=service, version=version, max_field_chars=max_field_chars
+                service=config.service,
+                version=config.version,
+                max_field_chars=config.max_field_chars,
             )
-            destination = (connection.database, table)
+            destination = (connection.database, config.table)
             spool = (
-                Spool(spool_dir, max_bytes=spool_max_bytes, destination=destination)
-                if spool_dir
+                Spool(config.spool_dir, max_bytes=config.spool_max_bytes, destination=destination)
+                if config.spool_dir
                 else None
             )
         except (OSError, TypeError, ValueError) as error:
             raise ConfigurationError(str(error)) from None
         super().__init__(level)
         self._capture = self.converter.capture
-        where = f"{connection.redacted_url()} table={table}"
-
-        def connect() -> Inserter:
-            return ClickHouseInserter(connection, table)
-
         self._pipeline = BatchPipeline(
-            self.config,
-            inserter or connect(),
-            Reporter(where=where, secret=connection.password),
-            reconnect=None if inserter is not None else connect,
+            config,
+            inserter if inserter is not None else ClickHouseInserter(connection, config.table),
+            Reporter(
+                where=f"{connection.redacted_url()} table={config.table}",
+                secret=connection.password,
+            ),
             to_rows=ColumnBuilder(self.converter).build,
             spool=spool,
-            name=f"genesis-logging-{table}",
+            name=f"genesis-logging-{config.table}",
             owner=self,
         )
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Final
 
 from ._codec import Row, row_from_json_line, row_to_json_line
-from ._config import DEFAULT_SPOOL_MAX_BYTES
+from ._config import DEFAULT_SPOOL_MAX_BYTES, check_number
 
 __all__ = [
     "DEFAULT_SPOOL_MAX_BYTES",
@@ -215,8 +215,7 @@ class Spool:
         max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
         destination: tuple[str, str] | None = None,
     ) -> None:
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
-            raise ValueError(f"spool max_bytes must be a positive integer, got {max_bytes!r}")
+        check_number("spool_max_bytes", max_bytes, integer=True)  # the handler's rule
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self.destination = destination_key(*destination) if destination else None

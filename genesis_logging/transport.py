@@ -1,7 +1,9 @@
-"""The seam between the handler and the database: an object with ``insert(rows)``.
+"""ClickHouse behind the backend seam, and plain inserters brought to it.
 
-:class:`ClickHouseInserter` is the real one (native protocol, column-wise). Tests and
-users may pass any object following :class:`Inserter` to the handler instead.
+:class:`ClickHouseInserter` is the real backend (native protocol, column-wise), with
+ClickHouse's error codes as its classification. Users may pass any
+:class:`~genesis_logging.backend.Backend` to the handler instead, or an object with only
+``insert`` and ``close`` (:class:`Inserter`), which :func:`as_backend` wraps.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import contextlib
 import math
 import re
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,27 +22,121 @@ from clickhouse_driver import errors
 
 from ._codec import Row, RowValue, compact_json
 from ._columns import ColumnBlock
-from ._faults import is_row_error
+from ._faults import Fault
+from ._inserts import Insert
+from .backend import Backend
 from .ddl import quote_identifier
 from .schema import FIELDS, Field, Kind
 from .settings import ConnectionSettings
 
-__all__ = ["ClickHouseInserter", "Inserter"]
+__all__ = ["ClickHouseInserter", "Inserter", "as_backend", "classify_clickhouse_error"]
 
 
 @runtime_checkable
 class Inserter(Protocol):
-    """Delivers batches of rows. Called from one thread only (the handler's worker)."""
+    """The least a destination must have: ``insert`` and ``close``, duck-typed.
+
+    Every :class:`~genesis_logging.backend.Backend` is one. A plain object gets the
+    backend defaults through :func:`as_backend`, except its errors: they are judged by
+    ClickHouse's rules, as they were before the seam had a ``classify``.
+    """
 
     def insert(self, rows: Sequence[Row], token: str | None = None) -> None:
-        """Insert ``rows`` or raise; a raised error is classified by ``is_transient``.
-
-        ``token`` identifies the batch across retries and replays; inserters whose
-        server can deduplicate pass it on, so a repeated batch is stored once.
-        """
+        """Insert ``rows`` or raise (see :meth:`Backend.insert`)."""
 
     def close(self) -> None:
         """Release connections; may be followed by more ``insert`` calls."""
+
+
+#: Server error codes that say "try again later", not "this can never work".
+TRANSIENT_SERVER_CODES: Final = frozenset(
+    {
+        3,  # UNEXPECTED_END_OF_FILE
+        32,  # ATTEMPT_TO_READ_AFTER_EOF
+        159,  # TIMEOUT_EXCEEDED
+        173,  # CANNOT_ALLOCATE_MEMORY
+        202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+        203,  # NO_FREE_CONNECTION
+        209,  # SOCKET_TIMEOUT
+        210,  # NETWORK_ERROR
+        236,  # ABORTED
+        241,  # MEMORY_LIMIT_EXCEEDED
+        242,  # TABLE_IS_READ_ONLY
+        252,  # TOO_MANY_PARTS
+        279,  # ALL_CONNECTION_TRIES_FAILED
+        285,  # TOO_FEW_LIVE_REPLICAS
+        319,  # UNKNOWN_STATUS_OF_INSERT
+        394,  # QUERY_WAS_CANCELLED
+        425,  # SYSTEM_ERROR
+        439,  # CANNOT_SCHEDULE_TASK
+        999,  # KEEPER_EXCEPTION
+    }
+)
+
+#: Server error codes that blame the data of some rows, not the connection or the table.
+ROW_ERROR_SERVER_CODES: Final = frozenset({6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 131, 349})
+
+_TRANSIENT_TYPES: Final = (
+    EOFError,  # the driver's answer to a connection closed mid-query
+    OSError,  # ConnectionError, socket.timeout, refused, reset, unreachable
+    socket.timeout,
+    errors.NetworkError,
+    errors.SocketTimeoutError,
+    errors.UnexpectedPacketFromServerError,
+    errors.UnknownPacketFromServerError,
+)
+#: What the driver raises while serialising a value its column type cannot hold.
+_ROW_TYPES: Final = (TypeError, ValueError, OverflowError, UnicodeError, struct.error)
+
+
+def classify_clickhouse_error(error: BaseException) -> Fault:
+    """ClickHouse's and clickhouse-driver's errors sorted into the seam's three kinds.
+
+    Network failures, timeouts and server overload are transient. A value a column type
+    cannot hold (the driver raises plain Python errors while serialising it; the server
+    names bad data with its own codes) blames some rows: splitting the batch isolates
+    them. Authentication failures, unknown databases or tables are permanent: retrying
+    them only adds load.
+    """
+    if isinstance(error, _TRANSIENT_TYPES):
+        return Fault.TRANSIENT
+    if isinstance(error, errors.Error):
+        if error.code in TRANSIENT_SERVER_CODES:
+            return Fault.TRANSIENT
+        return Fault.REFUSED_ROWS if error.code in ROW_ERROR_SERVER_CODES else Fault.PERMANENT
+    if isinstance(error, _ROW_TYPES):
+        return Fault.REFUSED_ROWS
+    return Fault.PERMANENT
+
+
+class _PlainInserter(Backend):
+    """An :class:`Inserter` (or a bare ``insert`` function) that is no :class:`Backend`:
+    its own ``insert`` and ``close``, the defaults for the rest, and ClickHouse's
+    classification (what every inserter got before the seam said otherwise; a user's
+    object often wraps a ClickHouse client)."""
+
+    def __init__(self, inserter: Inserter | Insert) -> None:
+        self.wrapped = inserter
+        self._insert = inserter.insert if isinstance(inserter, Inserter) else inserter
+
+    def __repr__(self) -> str:
+        return repr(self.wrapped)
+
+    def insert(self, rows: Sequence[Row], token: str | None = None) -> None:
+        self._insert(rows, token)
+
+    def close(self) -> None:
+        if isinstance(self.wrapped, Inserter):
+            self.wrapped.close()
+
+    def classify(self, error: BaseException) -> Fault:
+        return classify_clickhouse_error(error)
+
+
+def as_backend(inserter: Backend | Inserter | Insert) -> Backend:
+    """``inserter`` itself when it is a :class:`Backend`; else an object with ``insert``
+    and ``close``, or an ``insert(rows, token)`` function, wrapped as one."""
+    return inserter if isinstance(inserter, Backend) else _PlainInserter(inserter)
 
 
 _REDESCRIBE_AFTER: Final = 60.0  # seconds before the table's columns are looked up again
@@ -78,7 +175,7 @@ def _adapter(field: Field, clickhouse_type: str) -> ColumnAdapter | None:
     return None
 
 
-class ClickHouseInserter:
+class ClickHouseInserter(Backend):
     """Insert rows column-wise over the native protocol with clickhouse-driver.
 
     Learns the table's columns once per connection (``DESCRIBE TABLE``) and sends only
@@ -112,6 +209,14 @@ class ClickHouseInserter:
         self._insert_settings: dict[str, Any] = {}
         #: Whether the connected server honours ``insert_deduplication_token``.
         self.deduplicates = False
+
+    def classify(self, error: BaseException) -> Fault:
+        """ClickHouse's codes: see :func:`classify_clickhouse_error`."""
+        return classify_clickhouse_error(error)
+
+    def renew(self) -> ClickHouseInserter:
+        """A fresh inserter for a forked child: the parent's socket is left alone."""
+        return type(self)(self.settings, self.table)
 
     def __repr__(self) -> str:
         return f"<ClickHouseInserter {self.settings.redacted_url()} table={self.table}>"
@@ -258,7 +363,7 @@ class ClickHouseInserter:
             self._describe(self._client)  # a column was dropped or renamed: once more
             self._execute(rows, settings)
         except Exception as error:
-            if not is_row_error(error):
+            if self.classify(error) is not Fault.REFUSED_ROWS:
                 self.close()  # a fresh connection (and a fresh DESCRIBE) for the next try
             raise  # a value the column cannot hold: the plan stands; the driver reconnects
 

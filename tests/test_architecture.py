@@ -25,6 +25,7 @@ FLOW: Final = {
 #: Shared values and pure functions: anybody may import them; they import only each other.
 LEAVES: Final = {
     "_batch",
+    "backend",
     "_codec",
     "_columns",
     "_config",

@@ -247,7 +247,9 @@ def cmd_load(args: argparse.Namespace, out: TextIO) -> int:
 
     try:
         rows = _rows_of(args.files, out, malformed, progress)
-        done = insert_in_chunks(insert, rows, args.batch_size, uuid.uuid4().hex)
+        done = insert_in_chunks(
+            insert, rows, args.batch_size, uuid.uuid4().hex, classify=inserter.classify
+        )
     except PartialInsertError as partial:
         raise CommandError(
             f"insert into {settings.redacted_url()} failed after {loaded} records: "
