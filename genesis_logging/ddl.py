@@ -20,6 +20,7 @@ from .schema import FIELDS, SEED_FIELDS, Field, Kind
 
 __all__ = [
     "PROFILES",
+    "SHARDING_KEY",
     "TableSpec",
     "column_definition",
     "create_database_sql",
@@ -47,6 +48,14 @@ _TEXT_INDEXES: Final = (
     ("idx_stderr", "stderr", "tokenbf_v1(32768, 3, 0)", 4),
 )
 DEDUPLICATION_WINDOW: Final = 1000
+#: How the ``Distributed`` table picks a shard: from the row itself, so a retried or
+#: replayed batch splits into the same blocks and each shard's replicated table drops
+#: the repeat (a block identical to one it has, rows in any order). A spec's rows stay
+#: on one shard (the assistant's queries filter by ``spec_id``); rows without one
+#: (service logs) spread by service and second instead of all landing on one shard.
+SHARDING_KEY: Final = (
+    "if(spec_id = '', cityHash64(service, timestamp), cityHash64(spec_id))"
+)
 
 
 def quote_identifier(name: str) -> str:
@@ -99,8 +108,13 @@ class TableSpec:
         return f" ON CLUSTER {quote_identifier(self.cluster)}" if self.cluster else ""
 
 
-def column_definition(field: Field, profile: str = "default") -> str:
-    """``name Type [DEFAULT …] [CODEC(…)]`` of one field in a profile."""
+def column_definition(field: Field, profile: str = "default", *, comment: bool = True) -> str:
+    """``name Type [DEFAULT …] [CODEC(…)]`` of one field in a profile.
+
+    ``comment=False`` leaves the ``COMMENT`` out: 18.16 keeps column comments out of a
+    replicated table's metadata in ZooKeeper, so a second replica of a table with
+    comments is refused ("Table structure in ZooKeeper is too different").
+    """
     if profile == "seed":
         ch_type = field.clickhouse_type
         suffix = ""
@@ -115,7 +129,8 @@ def column_definition(field: Field, profile: str = "default") -> str:
         elif field.kind is Kind.STRING_MAP:
             suffix = " CODEC(ZSTD(1))"
     doc = _LEGACY_DOCS.get(field.kind, field.doc) if profile == "legacy" else field.doc
-    suffix += f" COMMENT {quote_string(doc)}"  # what list_tables shows the assistant
+    if comment:
+        suffix += f" COMMENT {quote_string(doc)}"  # what list_tables shows the assistant
     if field.kind is Kind.TIMESTAMP:
         now = "now()" if profile == "legacy" else "now64(3)"
         return f"{field.name} {ch_type} DEFAULT {now}{suffix}"
@@ -179,7 +194,8 @@ def create_table_sql(
 
 def _create_table(spec: TableSpec, table: str) -> str:
     target = f"{quote_identifier(spec.database)}.{quote_identifier(table)}"
-    lines = [column_definition(field, spec.profile) for field in spec.fields]
+    comment = not (spec.cluster and spec.profile == "legacy")  # see column_definition
+    lines = [column_definition(field, spec.profile, comment=comment) for field in spec.fields]
     if spec.profile == "seed":
         body = ",\n    ".join(lines)
         return (
@@ -234,7 +250,7 @@ def render_statements(spec: TableSpec) -> list[str]:
             f"CREATE TABLE IF NOT EXISTS {spec.target}{spec.on_cluster} "
             f"AS {quote_identifier(spec.database)}.{quote_identifier(local)} "
             f"ENGINE = Distributed({quote_identifier(spec.cluster)}, "
-            f"{quote_identifier(spec.database)}, {quote_identifier(local)}, rand())"
+            f"{quote_identifier(spec.database)}, {quote_identifier(local)}, {SHARDING_KEY})"
         )
     if spec.profile != "seed":  # the seed profile is the specification's table, nothing more
         statements.extend(

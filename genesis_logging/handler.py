@@ -269,4 +269,9 @@ class ClickHouseHandler(logging.Handler):
         ``emitted`` = ``sent`` + ``spooled`` + sum of ``dropped`` + ``pending`` at
         every moment. ``spool`` counts what happened on disk (any process's files).
         """
-        return {**self._pipeline.stats(), "coerced": self.converter.coerced}
+        inserter = self._pipeline._deliverer.inserter
+        return {
+            **self._pipeline.stats(),
+            "coerced": self.converter.coerced,
+            "host": getattr(inserter, "host_in_use", None),  # which of the hosts, if several
+        }

@@ -64,6 +64,40 @@ def _check_host(value: object) -> str:
     return host
 
 
+def _check_alt_hosts(value: object, default_port: int) -> str | None:
+    """``host:port,host:port`` as clickhouse-driver reads it, each host checked like
+    ``host``; a missing port is the scheme's default. The value is never echoed: a
+    mistyped URL here would carry its password into the message."""
+    text = str(value).strip()
+    if not text:
+        return None
+    hosts = []
+    for position, item in enumerate(text.split(","), start=1):
+        item = item.strip()
+        if item.startswith("["):  # [IPv6]:port
+            host, _, rest = item.partition("]")
+            host += "]"
+            port_text = rest[1:] if rest.startswith(":") else rest
+        elif item.count(":") == 1:
+            host, port_text = item.split(":")
+        else:
+            host, port_text = item, ""
+        if not _HOST.fullmatch(host) or ":" in host.strip("[]") and not host.startswith("["):
+            raise ConfigurationError(
+                f"alt_hosts item {position} must be host:port (an IPv6 address in brackets), "
+                "items separated by commas"
+            )
+        port = default_port
+        if port_text or item.endswith(":"):
+            if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+                raise ConfigurationError(
+                    f"alt_hosts item {position} must end with a port between 1 and 65535"
+                )
+            port = int(port_text)
+        hosts.append(f"{host}:{port}")
+    return ",".join(hosts)
+
+
 @dataclass(frozen=True)
 class ConnectionSettings:
     """Where and how to reach ClickHouse over the native protocol.
@@ -83,6 +117,7 @@ class ConnectionSettings:
     send_receive_timeout: float = 30.0
     compression: str | None = None
     alt_hosts: str | None = None
+    round_robin: bool = False
 
     @classmethod
     def resolve(
@@ -148,12 +183,25 @@ class ConnectionSettings:
                 changes[name] = _parse_number(name, values[name])
         if "compression" in values:
             changes["compression"] = _check_compression(values["compression"])
+        if "alt_hosts" in values:
+            changes["alt_hosts"] = _check_alt_hosts(values["alt_hosts"], 9440 if secure else 9000)
+        if "round_robin" in values:
+            changes["round_robin"] = _parse_bool("round_robin", values["round_robin"])
         return replace(settings, **changes)
+
+    @property
+    def hosts(self) -> list[str]:
+        """Every ``host:port`` to try, in order: ``host`` first, then ``alt_hosts``."""
+        return [f"{self.host}:{self.port}", *(self.alt_hosts.split(",") if self.alt_hosts else [])]
 
     def redacted_url(self) -> str:
         """The URL of these settings with the password left out, for messages."""
         scheme = "clickhouses" if self.secure else "clickhouse"
-        return f"{scheme}://{self.user}@{self.host}:{self.port}/{self.database}"
+        url = f"{scheme}://{self.user}@{self.host}:{self.port}/{self.database}"
+        query = [f"alt_hosts={self.alt_hosts}"] if self.alt_hosts else []
+        if self.round_robin:
+            query.append("round_robin=true")
+        return url + ("?" + "&".join(query) if query else "")
 
     def scrub(self, text: str) -> str:
         """Remove the password from ``text`` (error messages of third-party code)."""
@@ -179,6 +227,10 @@ class ConnectionSettings:
         }
         if self.ca_certs:
             kwargs["ca_certs"] = self.ca_certs
+        if self.alt_hosts:
+            kwargs["alt_hosts"] = self.alt_hosts
+            if self.round_robin:
+                kwargs["round_robin"] = True
         return kwargs
 
 
@@ -239,6 +291,8 @@ def _parse_url(url: str | None) -> dict[str, Any]:
             "compression",
             "connect_timeout",
             "send_receive_timeout",
+            "alt_hosts",
+            "round_robin",
         ):
             shown = repr(key) if key.isidentifier() else "(not a parameter name)"
             raise ConfigurationError(

@@ -234,6 +234,10 @@ class ClickHouseInserter(Backend):
             # cannot turn our inserts into fire-and-forget.
             version = (info.version_major, info.version_minor)
             self._insert_settings = {"async_insert": 0} if version >= (21, 11) else {}
+            if self._distributed(client):
+                # A Distributed table acknowledges only once every shard has the rows:
+                # async mode queues them on disk, where a replica's crash can lose a block.
+                self._insert_settings["insert_distributed_sync"] = 1
             # insert_deduplication_token (22.2+) makes a retried batch land once, given a
             # deduplication window on the table (non_replicated_deduplication_window).
             self.deduplicates = version >= (22, 2)
@@ -243,6 +247,24 @@ class ClickHouseInserter(Backend):
         finally:
             self._connecting = None
         return client
+
+    def _distributed(self, client: Any) -> bool:
+        """Whether the table is a ``Distributed`` one (unknown counts as no)."""
+        try:
+            rows = client.execute(
+                "SELECT engine FROM system.tables WHERE database = %(d)s AND name = %(t)s",
+                {"d": self.settings.database, "t": self.table},
+            )
+        except errors.ServerException:
+            return False
+        return bool(rows) and rows[0][0] == "Distributed"
+
+    @property
+    def host_in_use(self) -> str | None:
+        """``host:port`` of the server the open connection reached (``None`` when closed)."""
+        connection = getattr(self._client, "connection", None)
+        host = getattr(connection, "host", None)
+        return None if host is None else f"{host}:{connection.port}"
 
     def _describe(self, client: Any) -> None:
         self.learn(client.execute(f"DESCRIBE TABLE {self._target}"))
@@ -293,14 +315,15 @@ class ClickHouseInserter(Backend):
             self._apply_deadline(self._client)
 
     def _apply_deadline(self, client: Any) -> None:
-        connection = client.connection
         remaining = max(0.05, self._deadline - time.monotonic())
-        connection.connect_timeout = min(self.settings.connect_timeout, remaining)
         timeout = min(self.settings.send_receive_timeout, remaining)
-        connection.send_receive_timeout = connection.sync_request_timeout = timeout
-        if getattr(connection, "socket", None) is not None:
-            with contextlib.suppress(OSError):
-                connection.socket.settimeout(timeout)
+        # One connection per host with round_robin: the deadline holds for each.
+        for connection in (client.connection, *getattr(client, "connections", ())):
+            connection.connect_timeout = min(self.settings.connect_timeout, remaining)
+            connection.send_receive_timeout = connection.sync_request_timeout = timeout
+            if getattr(connection, "socket", None) is not None:
+                with contextlib.suppress(OSError):
+                    connection.socket.settimeout(timeout)
 
     def insert(self, rows: Sequence[Row], token: str | None = None) -> None:
         """Insert ``rows`` in one attempt of at most :meth:`attempt_budget` seconds.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from typing import Any, TextIO
 
 from genesis_logging.ddl import (
@@ -148,7 +149,7 @@ def _check_init(
 
 def _init_command(settings: ConnectionSettings, spec: TableSpec, profile: str | None) -> str:
     """The ``genesis-logging init`` line for this server and table (without the password)."""
-    parts = ["genesis-logging init", f"--url {settings.redacted_url()}"]
+    parts = ["genesis-logging init", f"--url {shlex.quote(settings.redacted_url())}"]
     if spec.database != "genesis":
         parts.append(f"--database {quote_identifier(spec.database)}")
     if spec.table != "logs":
@@ -167,6 +168,13 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
             f"genesis-logging doctor: {settings.redacted_url()} table {args.database}.{args.table}\n"
         )
         out.write(f"  OK   connected and authenticated as {settings.user}\n")
+        if settings.alt_hosts:
+            connection = client.connection
+            out.write(
+                f"  OK   host in use: {connection.host}:{connection.port} "
+                f"(of {', '.join(settings.hosts)}"
+                f"{', round robin' if settings.round_robin else ', in this order'})\n"
+            )
         target = f"{quote_identifier(args.database)}.{quote_identifier(args.table)}"
 
         def can_insert() -> str | None:
