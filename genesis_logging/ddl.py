@@ -53,9 +53,7 @@ DEDUPLICATION_WINDOW: Final = 1000
 #: the repeat (a block identical to one it has, rows in any order). A spec's rows stay
 #: on one shard (the assistant's queries filter by ``spec_id``); rows without one
 #: (service logs) spread by service and second instead of all landing on one shard.
-SHARDING_KEY: Final = (
-    "if(spec_id = '', cityHash64(service, timestamp), cityHash64(spec_id))"
-)
+SHARDING_KEY: Final = "if(spec_id = '', cityHash64(service, timestamp), cityHash64(spec_id))"
 
 
 def quote_identifier(name: str) -> str:

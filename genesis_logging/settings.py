@@ -82,7 +82,7 @@ def _check_alt_hosts(value: object, default_port: int) -> str | None:
             host, port_text = item.split(":")
         else:
             host, port_text = item, ""
-        if not _HOST.fullmatch(host) or ":" in host.strip("[]") and not host.startswith("["):
+        if not _HOST.fullmatch(host) or (":" in host.strip("[]") and not host.startswith("[")):
             raise ConfigurationError(
                 f"alt_hosts item {position} must be host:port (an IPv6 address in brackets), "
                 "items separated by commas"

@@ -264,7 +264,7 @@ class ClickHouseInserter(Backend):
         """``host:port`` of the server the open connection reached (``None`` when closed)."""
         connection = getattr(self._client, "connection", None)
         host = getattr(connection, "host", None)
-        return None if host is None else f"{host}:{connection.port}"
+        return None if host is None else f"{host}:{getattr(connection, 'port', '')}"
 
     def _describe(self, client: Any) -> None:
         self.learn(client.execute(f"DESCRIBE TABLE {self._target}"))

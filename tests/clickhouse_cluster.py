@@ -1,4 +1,4 @@
-"""A real ClickHouse cluster for the end-to-end tests: ZooKeeper and 2 shards × 2 replicas.
+"""A real ClickHouse cluster for the end-to-end tests: ZooKeeper and 2 shards x 2 replicas.
 
 Debian's ``zookeeper`` (a plain Java process) and four Debian ``clickhouse-server``
 processes on free loopback ports, each in its own directory. ZooKeeper must answer
@@ -124,7 +124,10 @@ class ZooKeeper:
         )
         (self.workdir / "log4j.properties").write_text(_LOG4J.format(dir=self.workdir))
         classpath = ":".join(
-            [str(self.workdir), *(str(_JAVA_DIR / jar) for jar in _JARS if (_JAVA_DIR / jar).exists())]
+            [
+                str(self.workdir),
+                *(str(_JAVA_DIR / jar) for jar in _JARS if (_JAVA_DIR / jar).exists()),
+            ]
         )
         log = (self.workdir / "stdout.log").open("ab")
         self.process = subprocess.Popen(
@@ -170,6 +173,11 @@ class Replica(LocalServer):
                 reader_password=READER_PASSWORD,
             )
         )
+
+    def freeze(self) -> None:
+        """Stop the process where it stands (``SIGSTOP``): its sockets stay open, silent."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
 
     @property
     def name(self) -> str:
@@ -223,8 +231,10 @@ class Cluster:
         return int(self.client(replica).execute(sql)[0][0])
 
     def sync_replicas(self, table: str = "genesis.logs_local", timeout: float = 90.0) -> None:
-        """Wait until every replica has fetched every part its shard has."""
+        """Wait until every running replica has fetched every part its shard has."""
         for replica in self.replicas:
+            if not replica.running:
+                continue
             client = replica.client(send_receive_timeout=timeout)
             try:
                 client.execute(f"SYSTEM SYNC REPLICA {table}")

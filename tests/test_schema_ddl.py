@@ -13,6 +13,7 @@ import pytest
 from genesis_logging import log_context
 from genesis_logging._codec import row_to_json_object
 from genesis_logging.ddl import (
+    SHARDING_KEY,
     TableSpec,
     readonly_user_statements,
     render_statements,
@@ -182,8 +183,10 @@ class TestProfilesOnChdb:
         statements = render_statements(TableSpec(cluster="prod"))
         assert any("ReplicatedMergeTree" in s for s in statements)
         assert any(
-            "ENGINE = Distributed(prod, genesis, logs_local, rand())" in s for s in statements
+            f"ENGINE = Distributed(prod, genesis, logs_local, {SHARDING_KEY})" in s
+            for s in statements
         )
+        assert not any("rand()" in s for s in statements)  # a retry must split the same way
         assert all("ON CLUSTER prod" in s for s in statements)
         for statement in statements + readonly_user_statements("ro", "x", cluster="prod"):
             assert str(fresh.query(f"EXPLAIN AST {statement}")).strip()
@@ -357,3 +360,44 @@ class TestRendering:
     def test_password_is_quoted(self) -> None:
         (create, _) = readonly_user_statements("ro", "it's")
         assert "BY 'it\\'s'" in create
+
+
+MILLIS = 1_700_000_000_000
+
+
+class TestShardingKey:
+    """The cluster profile's key (issue 23): computed from the row, so a retried batch
+    splits into the same blocks on every shard; a spec's rows stay together."""
+
+    def shard_of(self, fresh: Any, rows: str, shards: int = 2) -> list[dict[str, Any]]:
+        return query(
+            fresh,
+            f"SELECT spec_id, service, ({SHARDING_KEY}) % {shards} AS shard FROM "
+            "(SELECT spec_id, service, toDateTime64(t / 1000, 3, 'UTC') AS timestamp "
+            f"FROM values('spec_id String, service String, t UInt64', {rows}))",
+        )
+
+    def test_a_spec_stays_on_one_shard_and_service_logs_spread(self, fresh: Any) -> None:
+        spec_rows = ", ".join(f"('spec_7', 'svc', {MILLIS + n})" for n in range(50))
+        assert len({row["shard"] for row in self.shard_of(fresh, spec_rows)}) == 1
+        service_rows = ", ".join(f"('', 'api', {MILLIS + n})" for n in range(50))
+        assert {row["shard"] for row in self.shard_of(fresh, service_rows)} == {0, 1}
+
+    def test_the_same_rows_go_to_the_same_shards(self, fresh: Any) -> None:
+        rows = ", ".join(f"('spec_{n % 5}', 'svc', {MILLIS + n})" for n in range(40))
+        assert self.shard_of(fresh, rows) == self.shard_of(fresh, rows)
+
+
+class TestReplicatedOnOldServers:
+    def test_legacy_cluster_columns_have_no_comment(self) -> None:
+        """18.16 refuses a second replica of a table whose columns have comments."""
+        (local,) = [
+            s
+            for s in render_statements(TableSpec(profile="legacy", cluster="c"))
+            if "ReplicatedMergeTree" in s
+        ]
+        assert "COMMENT" not in local
+        single = render_statements(TableSpec(profile="legacy"))[1]
+        assert "COMMENT" in single  # one server: the comments stay for the assistant
+        modern = render_statements(TableSpec(cluster="c"))[1]
+        assert "COMMENT" in modern
