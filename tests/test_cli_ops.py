@@ -53,7 +53,10 @@ class TestSchemaCommand:
     def test_cluster_and_readonly_user(self) -> None:
         result = cli("schema", "--cluster", "prod", "--readonly-user", "genesis_readonly")
         assert "ReplicatedMergeTree" in result.stdout
-        assert "Distributed(prod, genesis, logs_local, rand())" in result.stdout
+        assert (
+            "Distributed(prod, genesis, logs_local, if(spec_id = '', "
+            "cityHash64(service, timestamp), cityHash64(spec_id)))" in result.stdout
+        )
         assert "CREATE USER IF NOT EXISTS genesis_readonly ON CLUSTER prod" in result.stdout
         assert "<password from the environment>" in result.stdout
 

@@ -185,6 +185,7 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
                 return describe(error, settings)
             return None
 
+        out.write(_distributed_note(client, args.database, args.table))
         version = _server_version(client)
         spec = TableSpec(args.database, args.table)
         profile = best_profile(Features.from_version(version))
@@ -200,6 +201,32 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
         return 0 if report.usable else 1
     finally:
         client.disconnect()
+
+
+def _distributed_note(client: Any, database: str, table: str) -> str:
+    """For a ``Distributed`` table: whether a retried batch can be stored twice (a
+    ``rand()`` sharding key splits the repeat differently, so no shard sees a repeat)."""
+    try:
+        rows = client.execute(
+            "SELECT engine, engine_full FROM system.tables WHERE database = %(d)s AND name = %(t)s",
+            {"d": database, "t": table},
+        )
+    except Exception:
+        return ""  # no system.tables for this user: the rest of the checks still tell
+    if not rows or rows[0][0] != "Distributed":
+        return ""
+    where = f"{database}.{table}"
+    if "rand()" in str(rows[0][1]):
+        return (
+            f"  WARN {where} is Distributed, sharded by rand(): a retried batch is split "
+            "differently and stored twice; shard by a key computed from the row "
+            "('genesis-logging schema --cluster NAME' shows one)\n"
+        )
+    return (
+        f"  OK   {where} is Distributed, sharded by a key computed from the row: inserts are "
+        "synchronous, and a retried batch splits into the same blocks, which replicated "
+        "shards store once\n"
+    )
 
 
 def _add_table_options(parser: argparse.ArgumentParser, *, ddl: bool) -> None:

@@ -128,6 +128,10 @@ class TestInit:
         first = cluster_up.replicas[0].address
         assert f"OK   host in use: {first} (of {first}, " in doctor.stdout, doctor.stdout
         assert "OK   this user can insert" in doctor.stdout
+        assert (
+            "OK   genesis.logs is Distributed, sharded by a key computed from the row"
+            in doctor.stdout
+        )
 
 
 class TestExactlyOnce:
@@ -229,6 +233,10 @@ class TestExactlyOnce:
             at_random.close()
             cluster_up.sync_replicas()
             twice, _ = stored(cluster_up, "retry-rand")
+            doctor = run_cli(
+                "doctor", "--table", "logs_rand", env={"CLICKHOUSE_URL": cluster_up.url()}
+            )
+            assert "WARN genesis.logs_rand is Distributed, sharded by rand()" in doctor.stdout
         finally:
             client.execute(f"DROP TABLE IF EXISTS genesis.logs_rand ON CLUSTER {CLUSTER}")
         print(f"\nthe same 1000 rows twice: {SHARDING_KEY!r} 1000, rand() {twice}")
