@@ -88,7 +88,10 @@ class ClickHouseHandler(logging.Handler):
         inserter: deliver through this :class:`~genesis_logging.backend.Backend` (or a
             plain object with ``insert`` and ``close``) instead of a ClickHouse connection.
         alt_hosts: other hosts to try when ``host`` cannot be reached, as
-            clickhouse-driver spells them: ``"h2:9000,h3:9000"`` (issue 23).
+            clickhouse-driver spells them: ``"h2:9000,h3:9000"``; each one that refuses
+            or times out costs one ``connect_timeout`` (or ``send_receive_timeout``).
+        round_robin: with ``alt_hosts``, spread the connections over every host instead
+            of keeping to the first that answers.
         drain_on_signals: signal names (``SIGTERM``, ``SIGINT``) whose arrival drains or
             spools the queue within ``shutdown_timeout`` before the process's own handling
             goes on (issue 21).
@@ -114,6 +117,7 @@ class ClickHouseHandler(logging.Handler):
         send_receive_timeout: float | str | None = None,
         compression: str | None = None,
         alt_hosts: str | None = None,
+        round_robin: bool | str | None = None,
         table: str = DEFAULT_TABLE,
         batch_size: int = DEFAULT_BATCH_SIZE,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,

@@ -192,7 +192,8 @@ class ConnectionSettings:
     @property
     def hosts(self) -> list[str]:
         """Every ``host:port`` to try, in order: ``host`` first, then ``alt_hosts``."""
-        return [f"{self.host}:{self.port}", *(self.alt_hosts.split(",") if self.alt_hosts else [])]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return [f"{host}:{self.port}", *(self.alt_hosts.split(",") if self.alt_hosts else [])]
 
     def redacted_url(self) -> str:
         """The URL of these settings with the password left out, for messages."""

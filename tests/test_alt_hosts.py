@@ -53,6 +53,12 @@ class TestTheOption:
         assert kwargs["round_robin"] is True
         assert "alt_hosts" not in resolve(host="h1").client_kwargs()
         assert "round_robin" not in resolve(url="clickhouse://h1/?round_robin=1").client_kwargs()
+        handler = ClickHouseHandler(host="h1", alt_hosts="h2:9000", round_robin=True)
+        try:
+            assert handler.settings.client_kwargs()["round_robin"] is True
+            assert handler.stats()["host"] is None  # nothing connected yet
+        finally:
+            handler.close()
 
     def test_redacted_url_shows_every_host_and_no_password(self) -> None:
         settings = resolve(url=f"clickhouse://u:{SECRET}@h1:9001/db?alt_hosts=h2:9002,h3:9003")
