@@ -48,6 +48,11 @@ _TEXT_INDEXES: Final = (
     ("idx_stderr", "stderr", "tokenbf_v1(32768, 3, 0)", 4),
 )
 DEDUPLICATION_WINDOW: Final = 1000
+#: A replicated table remembers the hashes of its last 100 blocks by default (18.16 and
+#: servers before 23.x): a batch replayed from the spool after a long outage of one shard
+#: would come back after more blocks than that on the other (each failed insert leaves its
+#: part there) and be stored twice. 1000 blocks: 1000 failed batches before that happens.
+_REPLICATED_WINDOW: Final = f"replicated_deduplication_window = {DEDUPLICATION_WINDOW}"
 #: How the ``Distributed`` table picks a shard: from the row itself, so a retried or
 #: replayed batch splits into the same blocks and each shard's replicated table drops
 #: the repeat (a block identical to one it has, rows in any order). A spec's rows stay
@@ -204,11 +209,12 @@ def _create_table(spec: TableSpec, table: str) -> str:
         )
     if spec.profile == "legacy":  # no TTL, skip indexes or table settings before 19.6
         body = ",\n    ".join(lines)
+        window = f"\nSETTINGS {_REPLICATED_WINDOW}" if spec.cluster else ""
         return (
             f"CREATE TABLE IF NOT EXISTS {target}{spec.on_cluster} (\n    {body}\n)"
             f" ENGINE = {_engine(spec, table)}\n"
             "PARTITION BY toYYYYMM(timestamp)\n"
-            "ORDER BY (spec_id, timestamp)"
+            f"ORDER BY (spec_id, timestamp){window}"
         )
     indexes = [
         f"INDEX {name} {column} TYPE {kind} GRANULARITY {granularity}"
@@ -216,7 +222,9 @@ def _create_table(spec: TableSpec, table: str) -> str:
     ]
     body = ",\n    ".join(lines + indexes)
     settings = "ttl_only_drop_parts = 1"
-    if not spec.cluster:  # replicated tables deduplicate by themselves
+    if spec.cluster:  # replicated tables deduplicate by themselves, over this many blocks
+        settings = f"{_REPLICATED_WINDOW}, {settings}"
+    else:
         settings = f"non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}, {settings}"
     return (
         f"CREATE TABLE IF NOT EXISTS {target}{spec.on_cluster} (\n    {body}\n)"

@@ -187,6 +187,11 @@ class TestProfilesOnChdb:
             for s in statements
         )
         assert not any("rand()" in s for s in statements)  # a retry must split the same way
+        assert (
+            "SETTINGS replicated_deduplication_window = 1000, ttl_only_drop_parts"
+            in (statements[1])
+        )
+        assert "non_replicated_deduplication_window" not in statements[1]
         assert all("ON CLUSTER prod" in s for s in statements)
         for statement in statements + readonly_user_statements("ro", "x", cluster="prod"):
             assert str(fresh.query(f"EXPLAIN AST {statement}")).strip()
@@ -397,6 +402,7 @@ class TestReplicatedOnOldServers:
             if "ReplicatedMergeTree" in s
         ]
         assert "COMMENT" not in local
+        assert local.endswith("SETTINGS replicated_deduplication_window = 1000")
         single = render_statements(TableSpec(profile="legacy"))[1]
         assert "COMMENT" in single  # one server: the comments stay for the assistant
         modern = render_statements(TableSpec(cluster="c"))[1]

@@ -120,6 +120,8 @@ class TestInit:
             (create,) = replica.client().execute("SHOW CREATE TABLE genesis.logs")[0]
             assert "cityHash64(spec_id)" in create
             assert "rand()" not in create
+            (local,) = replica.client().execute("SHOW CREATE TABLE genesis.logs_local")[0]
+            assert "replicated_deduplication_window = 1000" in local
         again = run_cli("init", "--cluster", CLUSTER, env={"CLICKHOUSE_URL": cluster_up.url()})
         assert again.returncode == 0, again.stderr  # idempotent on the cluster too
 
