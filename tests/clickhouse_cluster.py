@@ -179,6 +179,11 @@ class Replica(LocalServer):
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGSTOP)
 
+    def thaw(self) -> None:
+        """Let a frozen process go on (``SIGCONT``; nothing for one that runs)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
     @property
     def name(self) -> str:
         return f"s{self.shard}r{self.replica}"

@@ -219,3 +219,4 @@ class TestFailover:
         assert "42" in answered.stdout
         assert f"OK   host in use: {good} (of {bad}, {good}, in this order)" in doctor.stdout
         assert "Traceback" not in doctor.stderr
+        assert "is Distributed" not in doctor.stdout  # a plain table: nothing to say

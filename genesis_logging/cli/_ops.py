@@ -104,6 +104,8 @@ def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
                     f"profile ({LEGACY_PROFILE})\n"
                 )
         _check_init(spec, features, settings, bool(args.readonly_user))
+        if spec.cluster:
+            _check_cluster(client, spec.cluster, settings)
         statements = render_statements(spec)
         shown = list(statements)
         if args.readonly_user and password is not None:
@@ -144,6 +146,17 @@ def _check_init(
             "was changed. Run init without --readonly-user, and give the reader a users.xml "
             f"entry with <profile>readonly</profile> and <allow_databases><database>"
             f"{spec.database}</database></allow_databases>"
+        )
+
+
+def _check_cluster(client: Any, cluster: str, settings: ConnectionSettings) -> None:
+    """Refuse a cluster this server does not know, before any ``ON CLUSTER`` statement
+    waits for hosts that will never answer."""
+    known = sorted({str(row[0]) for row in client.execute("SELECT cluster FROM system.clusters")})
+    if cluster not in known:
+        raise CommandError(
+            f"refusing to init: {settings.redacted_url()} has no cluster {cluster!r} in its "
+            f"remote_servers (it has: {', '.join(known) or 'none'}). Nothing was changed."
         )
 
 

@@ -41,6 +41,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def cluster_up(cluster: Cluster) -> Cluster:
     """The cluster with every server running (an earlier test may have left one down)."""
     for replica in cluster.replicas:
+        replica.thaw()  # a test that failed between freeze and kill left it stopped
         if not replica.running:
             replica.start(timeout=60)
     return cluster
@@ -124,6 +125,12 @@ class TestInit:
             assert "replicated_deduplication_window = 1000" in local
         again = run_cli("init", "--cluster", CLUSTER, env={"CLICKHOUSE_URL": cluster_up.url()})
         assert again.returncode == 0, again.stderr  # idempotent on the cluster too
+        unknown = run_cli("init", "--cluster", "nosuch", env={"CLICKHOUSE_URL": cluster_up.url()})
+        assert unknown.returncode == 1
+        assert f"has no cluster 'nosuch' in its remote_servers (it has: {CLUSTER})" in (
+            unknown.stderr
+        )
+        assert "Nothing was changed" in unknown.stderr
 
     def test_doctor_says_which_host_is_in_use(self, cluster_up: Cluster) -> None:
         doctor = run_cli("doctor", env={"CLICKHOUSE_URL": cluster_up.url()})
