@@ -21,8 +21,8 @@ from genesis_logging import ClickHouseHandler
 from genesis_logging.ddl import SHARDING_KEY
 from genesis_logging.settings import ConnectionSettings
 from genesis_logging.transport import ClickHouseInserter
-from tests.clickhouse_cluster import CLUSTER, Cluster, Replica, running_cluster, wait_until
-from tests.fakes import run_cli
+from tests.clickhouse_cluster import CLUSTER, Cluster, Replica, running_cluster
+from tests.fakes import run_cli, wait_until
 from tests.test_loop_on_tables import Project, assert_loop_answers
 
 pytestmark = pytest.mark.integration
@@ -181,7 +181,7 @@ class TestExactlyOnce:
                     time.sleep(0.02)  # records keep flowing while the replica is down
             target.start(timeout=60)
             assert handler.drain(120)
-            wait_until(lambda: spool_replayed(handler), 120, "the spool to be replayed")
+            wait_until(lambda: spool_replayed(handler), 120)
             stats = handler.stats()
         finally:
             handler.close()
@@ -280,7 +280,7 @@ class TestFailures:
             ), during["last_error"]
             for replica in down:
                 replica.start(timeout=60)
-            wait_until(lambda: spool_replayed(handler), 120, "the spool to be replayed")
+            wait_until(lambda: spool_replayed(handler), 120)
         finally:
             handler.close()
         assert_exactly_once(cluster_up, "shard-down", 600)
