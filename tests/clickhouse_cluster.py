@@ -44,6 +44,20 @@ _JARS: Final = ("zookeeper.jar", "zookeeper-jute.jar", "slf4j-api.jar", "slf4j-l
                 "netty-transport-native-epoll.jar", "netty-transport-native-unix-common.jar",
                 "metrics-core.jar", "commons-cli.jar")  # fmt: skip
 _JAVA_DIR: Final = pathlib.Path("/usr/share/java")
+_PROFILES: Final = (
+    "<profiles><default><max_memory_usage>4000000000</max_memory_usage></default>"
+    "<readonly><readonly>1</readonly></readonly></profiles>"
+)
+#: The same users, with ``load_balancing = in_order`` for writers and readers alike: a
+#: ``Distributed`` insert and a read right after it pick the same replica of a shard (the
+#: first one up), so a read meets the rows just written instead of a replica that has not
+#: fetched them yet (``docs/production.md``, a cluster).
+_CLUSTER_USERS: Final = _USERS.replace(
+    _PROFILES,
+    "<profiles><default><max_memory_usage>4000000000</max_memory_usage>"
+    "<load_balancing>in_order</load_balancing></default><readonly><readonly>1</readonly>"
+    "<load_balancing>in_order</load_balancing></readonly></profiles>",
+)
 
 _SERVER_CONFIG: Final = """<?xml version="1.0"?>
 <yandex>
@@ -165,8 +179,9 @@ class Replica(LocalServer):
     def __post_init__(self) -> None:
         for sub in ("data", "tmp"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        assert _CLUSTER_USERS != _USERS, "tests/clickhouse_server.py's profiles changed"
         (self.workdir / "users.xml").write_text(
-            _USERS.format(
+            _CLUSTER_USERS.format(
                 user=WRITER_USER,
                 password=WRITER_PASSWORD,
                 reader=READER_USER,
