@@ -203,12 +203,6 @@ def diagnose(
             f"this server lacks {', '.join(lacking)}: 'init' creates the legacy profile here "
             f"({LEGACY_PROFILE})",
         )
-    if not features.has("insert_deduplication_token"):
-        report.add(
-            "WARN",
-            "no insert_deduplication_token: delivery is at-least-once (a retried batch may be stored twice)",
-        )
-
     rows = query(
         "SELECT name, type FROM system.columns WHERE database = "
         f"{quote_string(database)} AND table = {quote_string(table)}"
@@ -226,6 +220,8 @@ def diagnose(
         report.add("INFO", f"create it with: {init_command}")
         return report
     report.add("OK", f"table {database}.{table} exists")
+    if not features.has("insert_deduplication_token"):
+        _check_deduplication(report, query, database, table)
     _check_columns(report, {str(n): str(t) for n, t in rows}, database, table, features)
     error = can_insert()
     if error is None:
@@ -233,6 +229,30 @@ def diagnose(
     else:
         report.add("FAIL", f"this user cannot insert: {error}")
     return report
+
+
+def _check_deduplication(report: DoctorReport, query: Query, database: str, table: str) -> None:
+    """Without dedup tokens only replicated tables recognise a repeated batch (by the
+    block's hash); a ``Distributed`` table's key is checked by the CLI's ``doctor``."""
+    engine = query(
+        "SELECT engine FROM system.tables WHERE database = "
+        f"{quote_string(database)} AND name = {quote_string(table)}"
+    )
+    name = str(engine[0][0]) if engine else ""
+    if name.startswith("Replicated"):
+        report.add("OK", f"{name}: a repeated batch is stored once (by its block's hash)")
+    elif name == "Distributed":
+        report.add(
+            "INFO",
+            "Distributed: a repeated batch is stored once when the local tables are "
+            "Replicated* and the sharding key is computed from the row",
+        )
+    else:
+        report.add(
+            "WARN",
+            "no insert_deduplication_token: delivery is at-least-once (a retried batch may "
+            "be stored twice)",
+        )
 
 
 def _check_columns(
