@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from .errors import ConfigurationError
 from .settings import ConnectionSettings
+from .signals import check_signal_names
 
 __all__ = ["DEFAULT_SPOOL_MAX_BYTES", "QUEUE_FULL_POLICIES", "HandlerConfig", "check_number"]
 
@@ -70,6 +71,7 @@ class HandlerConfig:
         check_number("flush_interval", self.flush_interval)
         for name in ("block_timeout", "retry_max_delay", "shutdown_timeout"):
             check_number(name, getattr(self, name), zero=True)
+        check_signal_names(self.drain_on_signals)
 
     @staticmethod
     def spool_path(spool_dir: str | os.PathLike[str] | None) -> str | None:

@@ -20,6 +20,7 @@ from ._pipeline import BatchPipeline
 from ._report import Reporter
 from .errors import ConfigurationError
 from .settings import ConnectionSettings
+from .signals import watch_signals
 from .spool import Spool
 from .transport import ClickHouseInserter, Inserter
 
@@ -171,6 +172,7 @@ class ClickHouseHandler(logging.Handler):
             name=f"genesis-logging-{table}",
             owner=self,
         )
+        watch_signals(self, self.config.drain_on_signals)  # before a server sets its own
 
     @property
     def settings(self) -> ConnectionSettings:

@@ -43,6 +43,7 @@ LEAVES: Final = {
     "formatter",
     "schema",
     "settings",
+    "signals",
 }
 
 
