@@ -356,17 +356,26 @@ def test_fastapi_lifespan_delivers_the_app_records(server: Target, tmp_path: Pat
     service.wait_ready()
     service.requests(RECORDS)
     seconds, ended = service.stop(signal.SIGTERM)
-    result = service.outcome("uvicorn + FastAPI lifespan, no option", "SIGTERM", seconds, ended)
+    result = service.outcome(
+        "uvicorn (workers 2) + FastAPI lifespan, no option", "SIGTERM", seconds, ended
+    )
     assert_whole(result)
+    # What uvicorn logs after the lifespan is still lost without drain_on_signals.
+    finished = server.client(service.database).execute(
+        "SELECT count() FROM logs WHERE message LIKE 'Finished server process%'"
+    )[0][0]
+    assert finished == 0
 
 
 # -- gunicorn -------------------------------------------------------------------------------
 
 
-def gunicorn_conf(tmp_path: Path, *, hooks: bool = True) -> Path:
+def gunicorn_conf(tmp_path: Path, *, hooks: bool = True, quit_fix: bool = True) -> Path:
     text = recipe("gunicorn.conf.py").replace(DOC_SPOOL, str(tmp_path / "spool"))
     if not hooks:  # the recipe without its post_worker_init
         text = text[: text.index("def post_worker_init")]
+    elif not quit_fix:  # without what makes UvicornWorker's SIGQUIT stop uvicorn
+        text = text[: text.index("    if hasattr(worker")]
     text += '\nlogconfig_dict["handlers"]["clickhouse"]["flush_interval"] = 60\n'
     path = tmp_path / "gunicorn.conf.py"
     path.write_text(text)
@@ -502,5 +511,26 @@ def test_gunicorn_uvicorn_worker_without_post_worker_init_loses(
     seconds, ended = service.stop(signal.SIGTERM)
     result = service.outcome(
         "gunicorn (UvicornWorker), no post_worker_init", "SIGTERM", seconds, ended
+    )
+    assert (result.delivered, result.lost) == (0, RECORDS)
+
+
+def test_gunicorn_uvicorn_worker_sigquit_without_the_fix_is_killed(
+    server: Target, tmp_path: Path
+) -> None:
+    """UvicornWorker's own SIGQUIT handler does not stop uvicorn: the master kills the
+    worker when ``graceful_timeout`` (3 s here) is over, queue and all."""
+    (tmp_path / "app.py").write_text(ASGI_APP)
+    service = Service(server, tmp_path, "gu")
+    service.start(
+        "gunicorn", "-c", str(gunicorn_conf(tmp_path, quit_fix=False)),
+        "--bind", f"127.0.0.1:{service.port}", "-k", "uvicorn_worker.UvicornWorker",
+        "--graceful-timeout", "3", "app:app",
+    )  # fmt: skip
+    service.wait_ready()
+    service.requests(RECORDS)
+    seconds, ended = service.stop(signal.SIGQUIT)
+    result = service.outcome(
+        "gunicorn (UvicornWorker), no SIGQUIT fix, graceful_timeout 3", "SIGQUIT", seconds, ended
     )
     assert (result.delivered, result.lost) == (0, RECORDS)
