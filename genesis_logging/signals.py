@@ -228,14 +228,16 @@ def _deliver(handlers: list[Drainable], *, close: bool, timeout: float | None = 
         threading.Thread(target=settle, args=(h,), name="genesis-logging-drain", daemon=True)
         for h in handlers
     ]
-    try:
-        if _guard.active():
-            raise RuntimeError("inside our code: settle here")
-        for thread in threads:
-            thread.start()
-    except RuntimeError:  # or interpreter shutdown: no thread can start
-        for handler in handlers[sum(t.ident is not None for t in threads) :]:
-            settle(handler)
+    started = 0
+    if not _guard.active():
+        try:
+            for thread in threads:
+                thread.start()
+                started += 1
+        except RuntimeError:  # interpreter shutdown: no thread can start
+            pass
+    for handler in handlers[started:]:
+        settle(handler)
     if close:  # handlers a new dictConfig closed may still be winding down: wait for them
         threads += [t for t in threading.enumerate() if _closing_thread(t.name)]
     for thread in threads:

@@ -19,6 +19,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,11 +229,12 @@ class Service:
         return result
 
 
-def uvicorn_yaml(tmp_path: Path, *, drain: bool = True) -> Path:
+def uvicorn_yaml(tmp_path: Path, *, drain: bool = True, hold: bool = True) -> Path:
     text = recipe("logging.yaml (uvicorn)").replace(DOC_SPOOL, str(tmp_path / "spool"))
-    text = text.replace(
-        "    shutdown_timeout: 5\n", "    shutdown_timeout: 5\n    flush_interval: 60\n"
-    )
+    if hold:  # every record still queued at the signal
+        text = text.replace(
+            "    shutdown_timeout: 5\n", "    shutdown_timeout: 5\n    flush_interval: 60\n"
+        )
     if not drain:
         text = text.replace("    drain_on_signals: [SIGTERM, SIGINT]\n", "")
     path = tmp_path / "logging.yaml"
@@ -291,6 +293,59 @@ def test_uvicorn_stop_delivers(
         )[0][0]
         == RECORDS + 1
     )  # the probe request too
+
+
+def test_uvicorn_stop_under_load_delivers(server: Target, tmp_path: Path) -> None:
+    """The issue's live case: default ``flush_interval``, requests still coming when
+    SIGTERM arrives. Every request answered 200 was logged, and is stored once."""
+    (tmp_path / "app.py").write_text(ASGI_APP)
+    service = Service(server, tmp_path, "uv")
+    service.start(
+        "uvicorn", "app:app", "--port", str(service.port), "--log-config",
+        str(uvicorn_yaml(tmp_path, hold=False)), "--workers", "2",
+    )  # fmt: skip
+    service.wait_ready()
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        number = 0
+        while not stop.is_set():
+            ident = f"{service.name}-{number}"
+            number += 1
+            try:
+                if service.get(f"/?id={ident}") == 200:
+                    answered.append(ident)
+            except OSError:
+                time.sleep(0.01)  # a worker is stopping: keep trying until the end
+
+    driver = threading.Thread(target=load)
+    driver.start()
+    time.sleep(1.5)
+    try:
+        seconds, ended = service.stop(signal.SIGTERM)
+    finally:
+        stop.set()
+        driver.join()
+    stored = [
+        m.removeprefix("request ")
+        for (m,) in server.client(service.database).execute(
+            "SELECT message FROM logs WHERE message LIKE %(p)s", {"p": f"request {service.name}-%"}
+        )
+    ]
+    service.sent = len(answered)
+    result = Outcome(
+        "uvicorn (workers 2), under load, flush_interval 1 s",
+        "SIGTERM",
+        len(answered),
+        len(set(answered) & set(stored)),
+        len(stored) - len(set(stored)),
+        seconds,
+        ended,
+    )
+    print(result.row())
+    assert answered
+    assert_whole(result)
 
 
 def test_uvicorn_without_the_option_loses_the_queue(server: Target, tmp_path: Path) -> None:
