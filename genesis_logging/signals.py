@@ -24,6 +24,7 @@ Two answers live here:
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -87,9 +88,10 @@ def check_signal_names(names: tuple[str, ...]) -> None:
 
 
 class _Hook:
-    """The one handler of one signal: drain every live watcher, then chain.
+    """The one handler of one signal: drain every open handler of ours, then chain.
 
-    Watchers are held weakly: a handler closed by ``dictConfig`` or collected leaves.
+    The handlers that asked for it (watchers) are held weakly: one closed by
+    ``dictConfig`` or collected leaves.
     """
 
     def __init__(self, signum: int) -> None:
@@ -111,7 +113,8 @@ class _Hook:
         if not self.draining:  # a second signal while we drain: go on at once
             self.draining = True
             try:
-                _deliver(self.live(), close=ending)
+                inline = _inside_our_code(frame)
+                _deliver(_open_handlers(self.live()), close=ending, inline=inline)
             finally:
                 self.draining = False
         if callable(previous):
@@ -190,28 +193,43 @@ def flush_handlers(*, close: bool = False, timeout: float | None = None) -> bool
     Returns:
         ``True`` when everything queued before the call settled.
     """
-    handler_type = sys.modules.get("genesis_logging.handler")
-    if handler_type is None:
-        return True
-    cls = handler_type.ClickHouseHandler
-    handlers = [
-        h
-        for ref in list(logging._handlerList)  # type: ignore[attr-defined]
-        if isinstance(h := ref(), cls) and not getattr(h, "_closed", False)
-    ]
-    return _deliver(handlers, close=close, timeout=timeout)
+    return _deliver(_open_handlers([]), close=close, timeout=timeout)
 
 
-def _deliver(handlers: list[Drainable], *, close: bool, timeout: float | None = None) -> bool:
+def _open_handlers(watchers: list[Drainable]) -> list[Drainable]:
+    """``watchers`` and every other open handler of ours in this process: when it is
+    about to end, a handler without the option would lose its queue all the same (a
+    ``multiprocessing`` pool's worker inherits the hook and is ended by ``SIGTERM``)."""
+    found = list(watchers)
+    module = sys.modules.get("genesis_logging.handler")
+    if module is None:
+        return found
+    for ref in list(logging._handlerList):  # type: ignore[attr-defined]
+        handler = ref()
+        if (
+            isinstance(handler, module.ClickHouseHandler)
+            and not getattr(handler, "_closed", False)
+            and all(handler is not known for known in found)
+        ):
+            found.append(handler)
+    return found
+
+
+def _deliver(
+    handlers: list[Drainable],
+    *,
+    close: bool,
+    timeout: float | None = None,
+    inline: bool = False,
+) -> bool:
     """Drain (or, with ``close``, close: what is left is spooled) ``handlers`` side by
     side, each in a thread of its own, so that the longest ``shutdown_timeout`` (or
     ``timeout``) bounds the whole, not their sum.
 
-    When this thread is inside our code (a signal interrupted a logging call and may hold
-    a queue's lock), the work runs here instead, where that lock can be re-entered.
+    ``inline`` (the signal interrupted our own code, which may hold a queue's lock that
+    another thread would wait for in vain): the work runs here, one handler after the
+    other, where that lock can be re-entered.
     """
-    from . import _guard
-
     longest = max((h.config.shutdown_timeout for h in handlers), default=_DEFAULT_BUDGET)
     budget = longest if timeout is None else timeout
     deadline = time.monotonic() + budget
@@ -219,17 +237,16 @@ def _deliver(handlers: list[Drainable], *, close: bool, timeout: float | None = 
 
     def settle(handler: Drainable) -> None:
         if close:
-            handler.close()
-            settled.append(True)
-        else:
-            settled.append(handler.drain(max(0.0, deadline - time.monotonic())))
+            handler.close()  # at once when a close is under way already (this thread's,
+            # interrupted by the signal, or dictConfig's): the drain below waits for it
+        settled.append(handler.drain(max(0.0, deadline - time.monotonic())))
 
     threads = [
         threading.Thread(target=settle, args=(h,), name="genesis-logging-drain", daemon=True)
         for h in handlers
     ]
     started = 0
-    if not _guard.active():
+    if not inline:
         try:
             for thread in threads:
                 thread.start()
@@ -244,6 +261,18 @@ def _deliver(handlers: list[Drainable], *, close: bool, timeout: float | None = 
         if thread.ident is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()) + _CLOSE_GRACE)
     return len(settled) == len(handlers) and all(settled)
+
+
+_PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _inside_our_code(frame: FrameType | None) -> bool:
+    """Whether the interrupted frame, or one of its callers, is this package's code."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _closing_thread(name: str) -> bool:

@@ -8,7 +8,6 @@ signal. The servers themselves are in ``tests/e2e/test_servers.py``.
 
 from __future__ import annotations
 
-import logging
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import textwrap
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -262,6 +262,46 @@ class TestSeveralHandlers:
         assert done.returncode == -signal.SIGTERM, done.stderr
         assert (spooled(first), spooled(second)) == (25, 25)
 
+    def test_a_handler_without_the_option_is_drained_too(self, tmp_path: Path) -> None:
+        """The process is about to end by the signal: any open queue would be lost."""
+        asked, other = tmp_path / "asked", tmp_path / "other"
+        done = run(
+            tmp_path,
+            f"""
+            make({str(asked)!r}, drain_on_signals=["SIGTERM"])
+            make({str(other)!r})
+            for i in range(12):
+                log.info("r%d", i)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+            """,
+        )
+        assert done.returncode == -signal.SIGTERM, done.stderr
+        assert (spooled(asked), spooled(other)) == (12, 12)
+
+    def test_a_pool_used_with_with_under_the_hook(self, tmp_path: Path) -> None:
+        """``Pool.__exit__`` ends its (forked) workers with SIGTERM: they inherit the hook,
+        which delivers what they logged before they die by it."""
+        spool = tmp_path / "spool"
+        done = run(
+            tmp_path,
+            f"""
+            import multiprocessing
+
+            def work(i):
+                logging.getLogger("svc").info("task %d", i)
+                return i
+
+            if __name__ == "__main__":
+                make({str(spool)!r}, drain_on_signals=["SIGTERM"])
+                with multiprocessing.get_context("fork").Pool(2) as pool:
+                    assert sorted(pool.map(work, range(40))) == list(range(40))
+                logging.shutdown()
+            """,
+        )
+        assert done.returncode == 0, done.stderr
+        assert spooled(spool) == 40
+
     def test_dict_config_again_replaces_the_handler_in_the_hook(self, tmp_path: Path) -> None:
         old, new = tmp_path / "old", tmp_path / "new"
         done = run(
@@ -486,5 +526,10 @@ class TestExitOnSigterm:
 
 
 @pytest.fixture(autouse=True)
-def _keep_logging_quiet() -> None:
-    logging.getLogger().setLevel(logging.WARNING)
+def _restore_signal_handlers() -> Iterator[None]:
+    """Handlers built here install hooks in this very process: put back what was there."""
+    names = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
+    before = {name: signal.getsignal(getattr(signal, name)) for name in names}
+    yield
+    for name, handler in before.items():
+        signal.signal(getattr(signal, name), handler)
