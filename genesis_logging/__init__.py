@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on first use
+    from .asgi import DeliverOnShutdown
     from .attach import attach_handler
     from .configure import setup_logging
     from .context import ContextFilter, current_context, log_context
@@ -19,7 +20,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
     from .runner import RunResult, log_step, run_and_log
     from .schema import FIELDS, Field
     from .settings import ConnectionSettings
-    from .signals import exit_on_sigterm
+    from .signals import exit_on_sigterm, flush_handlers, install_drain_hooks
     from .transport import ClickHouseInserter, Inserter
 
 #: Where each public name lives. Loaded on first use (PEP 562), so that the console track —
@@ -30,17 +31,20 @@ _EXPORTS: dict[str, str] = {
     "ConfigurationError": ".errors",
     "ConnectionSettings": ".settings",
     "ContextFilter": ".context",
+    "DeliverOnShutdown": ".asgi",
     "DeliveryWarning": ".errors",
     "FIELDS": ".schema",
     "Field": ".schema",
     "GenesisJsonFormatter": ".formatter",
     "GenesisLoggingWarning": ".errors",
     "Inserter": ".transport",
-    "LocalStoreHandler": ".store",
+    "LocalStoreHandler": ".local_store",
     "RunResult": ".runner",
     "attach_handler": ".attach",
     "current_context": ".context",
     "exit_on_sigterm": ".signals",
+    "flush_handlers": ".signals",
+    "install_drain_hooks": ".signals",
     "log_context": ".context",
     "log_step": ".runner",
     "run_and_log": ".runner",
@@ -68,6 +72,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionSettings",
     "ContextFilter",
+    "DeliverOnShutdown",
     "DeliveryWarning",
     "Field",
     "GenesisJsonFormatter",
@@ -79,6 +84,8 @@ __all__ = [
     "attach_handler",
     "current_context",
     "exit_on_sigterm",
+    "flush_handlers",
+    "install_drain_hooks",
     "log_context",
     "log_step",
     "run_and_log",

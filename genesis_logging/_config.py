@@ -18,6 +18,7 @@ from typing import Any, Final
 from ._codec import DEFAULT_MAX_FIELD_CHARS
 from .errors import ConfigurationError
 from .settings import ConnectionSettings
+from .signals import check_signal_names
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -109,6 +110,7 @@ class HandlerConfig:
         check_number("flush_interval", self.flush_interval)
         for name in ("block_timeout", "retry_max_delay", "shutdown_timeout"):
             check_number(name, getattr(self, name), zero=True)
+        check_signal_names(self.drain_on_signals)
         self._cross_check()
 
     def _cross_check(self) -> None:

@@ -36,6 +36,7 @@ from ._report import Reporter
 from .backend import Backend
 from .errors import ConfigurationError
 from .settings import ConnectionSettings
+from .signals import watch_signals
 from .spool import Spool
 from .transport import ClickHouseInserter, Inserter
 
@@ -168,6 +169,7 @@ class ClickHouseHandler(logging.Handler):
             name=f"genesis-logging-{config.table}",
             owner=self,
         )
+        watch_signals(self, self.config.drain_on_signals)  # before a server sets its own
 
     @property
     def settings(self) -> ConnectionSettings:

@@ -44,6 +44,7 @@ LEAVES: Final = {
     "formatter",
     "schema",
     "settings",
+    "signals",
 }
 
 
