@@ -54,6 +54,7 @@ APPLICATIONS: Final = {
     "__init__",
     "__main__",
     "_chdb",
+    "asgi",
     "attach",
     "cli",
     "cli._analysis",
@@ -72,7 +73,6 @@ APPLICATIONS: Final = {
     "pytest_plugin",
     "report",
     "runner",
-    "signals",
     "store",
 }
 
