@@ -11,6 +11,7 @@ from ._version import __version__
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on first use
     from .asgi import DeliverOnShutdown
     from .attach import attach_handler
+    from .backend import Backend, Fault
     from .configure import setup_logging
     from .context import ContextFilter, current_context, log_context
     from .errors import ConfigurationError, DeliveryWarning, GenesisLoggingWarning
@@ -26,6 +27,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
 #: Where each public name lives. Loaded on first use (PEP 562), so that the console track —
 #: or pytest loading our plugin — does not import the ClickHouse driver.
 _EXPORTS: dict[str, str] = {
+    "Backend": ".backend",
+    "Fault": ".backend",
     "ClickHouseHandler": ".handler",
     "ClickHouseInserter": ".transport",
     "ConfigurationError": ".errors",
@@ -67,6 +70,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "FIELDS",
+    "Backend",
     "ClickHouseHandler",
     "ClickHouseInserter",
     "ConfigurationError",
@@ -74,6 +78,7 @@ __all__ = [
     "ContextFilter",
     "DeliverOnShutdown",
     "DeliveryWarning",
+    "Fault",
     "Field",
     "GenesisJsonFormatter",
     "GenesisLoggingWarning",
