@@ -15,7 +15,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar, cast
 
 from . import _guard
 from ._batch import Batch, Outcome
@@ -32,6 +32,8 @@ from .transport import Inserter
 
 __all__ = ["BatchPipeline"]
 
+T = TypeVar("T")  # what callers submit: the handler's snapshots (rows, without ``to_rows``)
+
 _ABORT_GRACE: Final = 0.5  # seconds close() gives the worker to wind down after aborting
 _COUNTS: Final = ("emitted", "sent", "spooled", "batches", "failed_batches", "retries")
 _SPOOL_KEYS: Final = (
@@ -43,7 +45,7 @@ _SPOOL_KEYS: Final = (
     "write_failures",
 )
 
-_LIVE: weakref.WeakSet[BatchPipeline] = weakref.WeakSet()
+_LIVE: weakref.WeakSet[BatchPipeline[Any]] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
@@ -72,7 +74,7 @@ def _close_orphans_at_exit() -> None:
 atexit.register(_close_orphans_at_exit)
 
 
-def _close_at_child_exit(pipeline: BatchPipeline) -> None:
+def _close_at_child_exit(pipeline: BatchPipeline[Any]) -> None:
     """In a ``multiprocessing`` child, close at its exit: it ends with ``os._exit``, which
     runs no ``atexit`` hook and so no ``logging.shutdown()``, but it runs finalizers."""
     multiprocessing = sys.modules.get("multiprocessing")
@@ -120,7 +122,7 @@ def _replayer(spool: Spool | None, inserter: Inserter, batch_size: int) -> Spool
     return SpoolReplayer(spool, inserter.insert, batch_size=batch_size, backoff=ReplayBackoff())
 
 
-class BatchPipeline:
+class BatchPipeline(Generic[T]):
     """Deliver rows in batches from one background thread.
 
     Args:
@@ -143,7 +145,7 @@ class BatchPipeline:
         reporter: Reporter,
         *,
         reconnect: Callable[[], Inserter] | None = None,
-        to_rows: Callable[[Sequence[Any]], Sequence[Row]] | None = None,
+        to_rows: Callable[[Sequence[T]], Sequence[Row]] | None = None,
         spool: Spool | None = None,
         name: str = "genesis-logging",
         owner: object | None = None,
@@ -156,7 +158,7 @@ class BatchPipeline:
         self._to_rows = to_rows
         self._cooldown_policy = Cooldown()
         self._retry = RetryPolicy(config.retry_attempts, config.retry_max_delay)
-        self._queue = BatchQueue(
+        self._queue: BatchQueue[T] = BatchQueue(
             capacity=config.queue_size,
             batch_size=config.batch_size,
             flush_interval=config.flush_interval,
@@ -175,7 +177,7 @@ class BatchPipeline:
             inserter, self._retry, self.spool, self._abort, self.reporter.describe, self._on_retry
         )
         self._replayer = _replayer(self.spool, inserter, self.config.batch_size)
-        self._current: Batch | None = None  # the batch the worker is delivering
+        self._current: Batch[Row] | None = None  # the batch the worker is delivering
         self._permanent_failures = 0
         self._cooldown_until = 0.0
         self._stalled: tuple[float, int] | None = None  # a flush that got nowhere
@@ -193,7 +195,7 @@ class BatchPipeline:
 
     # -- the callers' side -----------------------------------------------------------------
 
-    def submit(self, item: Any) -> None:
+    def submit(self, item: T) -> None:
         """Queue a row (or an item ``to_rows`` turns into one); never blocks beyond the
         ``block`` policy's timeout."""
         put = self._queue.put(item)
@@ -242,17 +244,20 @@ class BatchPipeline:
         self._queue.wake()
         self._deliverer.close()
 
-    def _rows(self, batch: Batch) -> Batch:
+    def _rows(self, batch: Batch[T]) -> Batch[Row]:
         """The batch with its items turned into rows (captured records are converted here,
         off the caller's thread)."""
         to_rows = self._to_rows
-        return batch if to_rows is None else Batch(batch.id, to_rows(batch.rows))
+        if to_rows is None:  # the items are rows
+            return cast("Batch[Row]", batch)
+        return Batch(batch.id, to_rows(batch.rows))
 
-    def _deliver(self, batch: Batch) -> None:
+    def _deliver(self, queued: Batch[T]) -> None:
+        batch: Batch[Any] = queued  # the same identity, rows or not: settled either way
         try:
-            batch = self._rows(batch)
-            self._current = batch
-            outcome = self._deliverer.deliver(batch)
+            batch = rows = self._rows(queued)
+            self._current = rows
+            outcome = self._deliverer.deliver(rows)
         except BaseException as error:  # only reachable through a bug: count, never hide
             outcome = Outcome(error=self.reporter.describe(error))
             reason = "internal_error" if isinstance(error, Exception) else "worker_died"
@@ -264,7 +269,7 @@ class BatchPipeline:
             self._current = None
         self._finish(batch, outcome)
 
-    def _finish(self, batch: Batch, outcome: Outcome) -> None:
+    def _finish(self, batch: Batch[Any], outcome: Outcome) -> None:
         """Count the outcome (once per batch), report it, cool down after permanent errors."""
         if not self._queue.settle(batch, outcome):
             return  # close() settled it already (rescued to the spool)
@@ -410,9 +415,9 @@ class BatchPipeline:
         """At close: rows never cut into a batch go to the spool, else are dropped."""
         if not self._abort.is_set() and self._worker.running:
             return  # still delivering in the background (reconfiguration)
-        batch = self._queue.leftovers()
-        if batch is not None:
-            batch = self._rows(batch)
+        queued = self._queue.leftovers()
+        if queued is not None:
+            batch = self._rows(queued)
             self._finish(batch, self._deliverer.spool(batch, "shutdown"))
 
     def stats(self) -> dict[str, Any]:
