@@ -16,13 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from functools import partial
 from itertools import islice
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias
 
 from ._values import INVALID, clean_text, coerce_field, safe_repr, safe_str, to_attribute
-from .context import CONTEXT_ATTRIBUTE, current_context
+from .context import CONTEXT_ATTRIBUTE, context_bound, current_context
 from .schema import (
     DEFAULT_SERVICE,
     FIELDS,
@@ -80,24 +79,27 @@ _STANDARD_COUNT: Final = len(logging.LogRecord("", 0, "", 0, "", None, None).__d
 _SETTABLE: Final = {name: (f, f.bounds) for name, f in SETTABLE_FIELDS.items()}
 # The fields taken from the record, by rule; their names are the schema's business.
 _TIME, _LEVEL, _MESSAGE, _EXCEPTION, _REST = (RULE_FIELDS[rule] for rule in Rule)
+_SERVICE, _VERSION = "service", "version"  # the configured fields
 #: Fields read from a record attribute: (field name, field, integer bounds or None).
 TAKEN_FIELDS: Final = tuple(
     (name, FIELDS_BY_NAME[name], FIELDS_BY_NAME[name].bounds) for name in RECORD_ATTRIBUTES
 )
 _TAKEN_ATTRIBUTES: Final = tuple(RECORD_ATTRIBUTES.values())
-# Those attributes of a record as one tuple, at C speed (attrgetter of one name gives the
-# value itself, of none nothing: both wrapped).
-if len(_TAKEN_ATTRIBUTES) > 1:
-    _take: Callable[[logging.LogRecord], tuple[object, ...]] = attrgetter(*_TAKEN_ATTRIBUTES)
-elif _TAKEN_ATTRIBUTES:
-    _take_one = attrgetter(*_TAKEN_ATTRIBUTES)
+# Those attributes of a record at C speed: attrgetter gives a tuple for several names,
+# the value itself for one (wrapped where it is called).
+_TAKE_ONE: Final = len(_TAKEN_ATTRIBUTES) == 1
+_get_taken: Final[Callable[[logging.LogRecord], Any]] = (
+    attrgetter(*_TAKEN_ATTRIBUTES) if _TAKEN_ATTRIBUTES else (lambda record: ())
+)
+_LogRecord: Final = logging.LogRecord
 
-    def _take(record: logging.LogRecord) -> tuple[object, ...]:
-        return (_take_one(record),)
-else:
 
-    def _take(record: logging.LogRecord) -> tuple[object, ...]:
-        return ()
+def _taken_of(record: logging.LogRecord) -> tuple[object, ...]:
+    """The record's values of the attribute fields (``None`` for an attribute it lacks)."""
+    try:
+        return (_get_taken(record),) if _TAKE_ONE else tuple(_get_taken(record))
+    except AttributeError:
+        return tuple(getattr(record, name, None) for name in _TAKEN_ATTRIBUTES)
 
 
 _MARKER_ROOM: Final = 80  # characters reserved for the truncation marker
@@ -163,7 +165,8 @@ class Snapshot(NamedTuple):
 
 if TYPE_CHECKING:  # the fast construction below, slot by slot checked
 
-    def _snapshot(
+    def _new(
+        cls: type[Snapshot],
         slots: tuple[
             float,
             str,
@@ -182,7 +185,7 @@ if TYPE_CHECKING:  # the fast construction below, slot by slot checked
         return snapshot[:4]  # the NamedTuple and the tuple above agree (mypy checks)
 
 else:
-    _snapshot = partial(tuple.__new__, Snapshot)  # a Snapshot without NamedTuple's __new__
+    _new = tuple.__new__  # a Snapshot without NamedTuple's __new__ (a Python function)
 
 
 class _Rules:
@@ -238,17 +241,17 @@ class _Rules:
             _TIME: self._timestamp(created, attributes),
             _LEVEL: level or safe_str(levelname).lower(),
             _MESSAGE: message,
+            _SERVICE: self.service,
         }
-        for (name, field, bounds), value in zip(TAKEN_FIELDS, taken, strict=True):
+        for (name, field, bounds), value in zip(TAKEN_FIELDS, taken):  # noqa: B905 - same length
             if value is None:
                 continue
             if bounds is None:  # text: as it is, cleaned (a name that is no str: its str)
                 row[name] = value if type(value) is str and value.isascii() else safe_str(value)
             else:
                 self._set_field(name, field, bounds, value, row, attributes)
-        row["service"] = self.service
         if self.version:
-            row["version"] = self.version
+            row[_VERSION] = self.version
         return row
 
     def _tail(self, row: Row, attributes: dict[str, str], exception: str) -> Row:
@@ -297,8 +300,16 @@ class _Rules:
             )
             rule = _SETTABLE.get(name)
             if rule is not None:
-                if value is not None:
-                    self._set_field(name, *rule, value, row, attributes)
+                if value is None:
+                    continue
+                # Fast paths for the values callers normally pass (a call costs more).
+                field, bounds = rule
+                if bounds is None and type(value) is str:
+                    row[name] = value if value.isascii() else clean_text(value)
+                elif bounds is not None and type(value) is int and bounds[0] <= value <= bounds[1]:
+                    row[name] = value
+                else:
+                    self._set_field(name, field, bounds, value, row, attributes)
             elif name == _REST and isinstance(value, Mapping):
                 for inner_key, inner_value in value.items():
                     attributes[safe_str(inner_key)] = to_attribute(inner_value)
@@ -360,7 +371,7 @@ class RecordConverter(_Rules):
         never mutates the record. Equal to ``from_snapshot(capture(record))``."""
         attributes: dict[str, str] = {}
         message = self._message(record, attributes)
-        taken = tuple(getattr(record, name, None) for name in _TAKEN_ATTRIBUTES)
+        taken = _taken_of(record)
         row = self._head(record.created, record.levelname, message, taken, attributes)
         state = record.__dict__
         context = state.get(CONTEXT_ATTRIBUTE)
@@ -394,11 +405,10 @@ class RecordConverter(_Rules):
         state = record.__dict__
         if (
             type(msg) is not str
-            or type(record) is not logging.LogRecord
+            or type(record) is not _LogRecord
             or record.exc_info
             or record.exc_text
             or record.stack_info
-            or CONTEXT_ATTRIBUTE in state
         ):
             return self.full_capture(record)
         args = record.args
@@ -409,25 +419,28 @@ class RecordConverter(_Rules):
                 return self.full_capture(record)
         extras = None
         if len(state) > _STANDARD_COUNT:  # extra= was given (or a filter added attributes)
+            if CONTEXT_ATTRIBUTE in state:  # ContextFilter's snapshot
+                return self.full_capture(record)
             extras = _extras(state) or None
             if extras is not None and not (
                 _IMMUTABLE.issuperset(map(type, extras.values()))
                 and _STR_ONLY.issuperset(map(type, extras))
             ):
                 return self.full_capture(record)
-        context = current_context()  # a fresh dict
+        context = current_context() if context_bound() else None  # a fresh dict
         if context and not (
             _IMMUTABLE.issuperset(map(type, context.values()))
             and _STR_ONLY.issuperset(map(type, context))
         ):
             return self.full_capture(record)
         try:
-            taken = _take(record)
+            taken = (_get_taken(record),) if _TAKE_ONE else _get_taken(record)
         except AttributeError:  # a record without one of the attributes
             return self.full_capture(record)
         if not _IMMUTABLE.issuperset(map(type, taken)):  # a logger name that is no str ...
             return self.full_capture(record)
-        return _snapshot(
+        return _new(
+            Snapshot,
             (
                 record.created,
                 record.levelname,
@@ -439,7 +452,7 @@ class RecordConverter(_Rules):
                 "",
                 True,
                 taken,
-            )
+            ),
         )
 
     def full_capture(self, record: logging.LogRecord) -> Snapshot:
@@ -485,7 +498,7 @@ class RecordConverter(_Rules):
             if record.exc_info or record.stack_info or record.exc_text
             else ""
         )
-        taken = tuple(getattr(record, name, None) for name in _TAKEN_ATTRIBUTES)
+        taken = _taken_of(record)
         if not _IMMUTABLE.issuperset(map(type, taken)):  # converted now, as extras are
             taken = tuple(v if type(v) in _IMMUTABLE else safe_str(v) for v in taken)
         return Snapshot(

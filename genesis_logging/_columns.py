@@ -15,7 +15,7 @@ import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from itertools import chain
-from operator import methodcaller
+from operator import itemgetter, methodcaller
 from typing import Any, Final, overload
 
 from ._codec import EARLIEST, LATEST, LEVELS, TAKEN_FIELDS, RecordConverter, Row, Snapshot
@@ -187,7 +187,7 @@ class ColumnBuilder:
                     columns[name] = [_SLOW] * count
                     slow.update(range(count))
                 continue
-            raw = list(map(methodcaller("get", name, _MISSING), merged))
+            raw = _values(merged, name)
             if not _all_texts(raw, limit, repeated=True):
                 raw = [
                     (v if v.isascii() else clean_text(v))
@@ -203,7 +203,7 @@ class ColumnBuilder:
                 columns[name] = [0] * count
                 unset[name] = range(count)
                 continue
-            raw = list(map(methodcaller("get", name, _MISSING), merged))
+            raw = _values(merged, name)
             if not (_INT_ONLY.issuperset(map(type, raw)) and low <= min(raw) and max(raw) <= high):
                 unset[name] = {i for i, v in enumerate(raw) if v is _MISSING}
                 raw = [
@@ -229,7 +229,7 @@ def _taken(
     integer field, the records that gave it no value."""
     unset: dict[str, set[int] | range] = {}
     for position, (name, _, bounds) in enumerate(TAKEN_FIELDS):
-        values = [t[position] for t in taken]
+        values = list(map(itemgetter(position), taken))
         column: list[Any]
         if bounds is None:
             if _all_texts(values, limit, repeated=True):
@@ -251,6 +251,14 @@ def _taken(
         _mark(column, slow)
         columns[name] = column
     return unset
+
+
+def _values(merged: list[dict[Any, Any]], name: str) -> list[Any]:
+    """Each record's value of ``name``, ``_MISSING`` where it has none."""
+    try:  # every record has it (the common case): a subscript, not a method call, each
+        return list(map(itemgetter(name), merged))
+    except KeyError:
+        return list(map(methodcaller("get", name, _MISSING), merged))
 
 
 def _merge(
@@ -363,7 +371,7 @@ def _attributes(
     )
     columns = []
     for name in names:
-        raw = list(map(methodcaller("get", name, _MISSING), merged))
+        raw = _values(merged, name)
         if not _all_texts(raw, limit, repeated=True):
             raw = [
                 v if type(v) is str and v.isascii() and len(v) <= limit else _attribute(v, limit)
@@ -373,6 +381,8 @@ def _attributes(
         columns.append(raw)
     if len(names) == 1:
         (name,) = names
+        if _MISSING not in columns[0]:
+            return [{name: v} for v in columns[0]]
         return [{name: v} if v is not _MISSING else _NO_VALUES for v in columns[0]]
     return [
         dict(zip(names, values, strict=True))
