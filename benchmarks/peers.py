@@ -208,6 +208,28 @@ def paired_ratios(
     return ratios
 
 
+def worker_cost(contender: Contender, calls: int, rounds: int) -> dict[str, float]:
+    """Microseconds of the worker thread's CPU per record (``pthread_getcpuclockid``):
+    ``ColumnBuilder`` turning snapshots into columns, the batch's settlement, the wait."""
+    worker = contender.handler._pipeline._worker  # type: ignore[attr-defined]
+    log = contender.logger
+    figures = []
+    for _ in range(rounds):
+        contender.settle()
+        thread = worker._thread
+        clock = time.pthread_getcpuclockid(thread.ident)
+        before = time.clock_gettime(clock)
+        for i in range(calls):
+            log.info("Task concluída %d", i, extra=EXTRA)
+        contender.settle()
+        figures.append((time.clock_gettime(clock) - before) / calls * 1e6)
+    return {
+        "median": statistics.median(figures),
+        "min": min(figures),
+        "max": max(figures),
+    }
+
+
 def formatter_cost(rounds: int, calls: int) -> dict[str, list[float]]:
     from pythonjsonlogger.json import JsonFormatter
 
@@ -296,6 +318,7 @@ def main() -> None:
         "OpenTelemetry SDK",
     )
     formatter = summary(formatter_cost(rounds, calls), "python-json-logger JsonFormatter")
+    worker = worker_cost(contenders[2], calls, rounds)
     for contender in contenders:
         contender.handler.close()
     server = (
@@ -313,6 +336,7 @@ def main() -> None:
         "per_call_us": caller,
         "null_sink_records_per_s": sink,
         "formatter_us": formatter,
+        "worker_us_per_record": worker,
         "delivery": server,
     }
     RESULTS.mkdir(exist_ok=True)
@@ -339,6 +363,10 @@ def main() -> None:
             print(
                 f"  {row['name']:<40} {row['median']:>12.1f}   {row['ratio_to_base']:.2f} {unit}"
             )
+    print(
+        f"\nthe worker's CPU per record, µs: {worker['median']:.2f} "
+        f"({worker['min']:.2f}..{worker['max']:.2f})"
+    )
     if server is None:
         return
     print(

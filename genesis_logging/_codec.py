@@ -190,15 +190,8 @@ else:
 
 class _Rules:
     """The rules that make a row from a record's values, shared by every path: coercion,
-    cleaning, the size limit; counts the values it had to coerce.
-
-    Args:
-        service: the ``service`` field; default ``$GENESIS_SERVICE`` or
-            ``genesis-pipeline``.
-        version: the ``version`` field; default ``$GENESIS_VERSION`` or empty.
-        max_field_chars: longest text kept in one field or attribute; longer text is
-            cut with a marker and its original length kept in ``attributes``.
-    """
+    cleaning, the size limit; counts the values it had to coerce. Its options are
+    :class:`RecordConverter`'s."""
 
     def __init__(
         self,

@@ -135,7 +135,11 @@ class ColumnBuilder:
         slow: set[int] = set() if all(plain) else {i for i, p in enumerate(plain) if not p}
         limit = self.converter.max_field_chars
         if contexts.count(None) == count and pinos.count(None) == count:  # extra= only
-            merged = [_NO_VALUES if e is None else e for e in extras]
+            merged = (
+                list(extras)
+                if None not in extras
+                else [_NO_VALUES if e is None else e for e in extras]
+            )
         else:
             merged = [
                 (_NO_VALUES if e is None else e) if c is None and p is None else _merge(c, p, e)
@@ -379,16 +383,20 @@ def _attributes(
             ]
             _mark(raw, slow)
         columns.append(raw)
+    rows: list[Any] = columns[0] if len(names) == 1 else list(zip(*columns, strict=True))
+    distinct = set(rows)  # strings, markers, tuples of them: hashable
+    if len(distinct) * 2 > len(rows):  # mostly different: one map per record
+        return [_attribute_map(names, values) for values in rows]
+    # Mostly the same few maps (a topic, a kind): each made once and shared, read-only
+    # like the rest of the block — no allocation per record.
+    maps = {values: _attribute_map(names, values) for values in distinct}
+    return list(map(maps.__getitem__, rows))
+
+
+def _attribute_map(names: list[Any], values: Any) -> dict[Any, Any]:
+    """One record's attributes: ``values`` a value (one name) or a tuple of them."""
     if len(names) == 1:
-        (name,) = names
-        if _MISSING not in columns[0]:
-            return [{name: v} for v in columns[0]]
-        return [{name: v} if v is not _MISSING else _NO_VALUES for v in columns[0]]
-    return [
-        dict(zip(names, values, strict=True))
-        if _MISSING not in values
-        else (
-            {k: v for k, v in zip(names, values, strict=True) if v is not _MISSING} or _NO_VALUES
-        )
-        for values in zip(*columns, strict=True)
-    ]
+        return {names[0]: values} if values is not _MISSING else _NO_VALUES
+    if _MISSING not in values:
+        return dict(zip(names, values, strict=True))
+    return {k: v for k, v in zip(names, values, strict=True) if v is not _MISSING} or _NO_VALUES

@@ -211,7 +211,16 @@ class ClickHouseHandler(logging.Handler):
                 self._pipeline.drop("recursion")
             return
         try:
-            self.submit_deferred(record)
+            try:  # submit_deferred, inlined: the path of every record
+                snapshot = self._capture(record)
+            except Exception:
+                self._pipeline.drop("capture_failed")
+                self.handleError(record)
+            else:
+                try:
+                    self._pipeline.submit(snapshot)
+                except Exception:
+                    self.handleError(record)
         finally:
             set_aside = _guard.leave(True)
             if set_aside:

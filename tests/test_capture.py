@@ -149,21 +149,16 @@ class TestFastCaptureEqualsFull:
     the fast path where it applies, the fallback everywhere else (issue 24, point 3)."""
 
     @SETTINGS
-    @given(msg=hs.messages, extra=hs.mixed_extras)
-    def test_messages_and_extras(self, msg: object, extra: dict[str, object]) -> None:
-        msg, extra = hs.build(msg), hs.build(extra)
-        converter = RecordConverter(max_field_chars=200)
-        r = record(msg, None, extra)
-        assert converter.capture(r) == converter.full_capture(r)
-
-    @SETTINGS
-    @given(fmt=hs.formats, args=hs.args, extra=hs.mixed_extras)
-    def test_format_and_args(
-        self, fmt: str, args: tuple[object, ...], extra: dict[str, object]
+    @given(
+        msg=st.one_of(hs.formats, hs.messages),
+        args=st.one_of(hs.args, st.tuples(hs.immutables)),
+        extra=hs.mixed_extras,
+    )
+    def test_messages_args_and_extras(
+        self, msg: object, args: tuple[object, ...], extra: dict[str, object]
     ) -> None:
-        args, extra = hs.build(args), hs.build(extra)
         converter = RecordConverter(max_field_chars=200)
-        r = record(fmt, args or None, extra)
+        r = record(hs.build(msg), hs.build(args) or None, hs.build(extra))
         assert converter.capture(r) == converter.full_capture(r)
 
     @SETTINGS
