@@ -208,7 +208,13 @@ class BatchPipeline(Generic[T]):
             else:
                 policy = self.config.queue_full_policy
                 self.reporter.warn("queue_full", f"queue full ({policy}): records dropped")
-        if not self._worker.running and self._worker.start() and self._worker.starts == 1:
+        worker = self._worker
+        if (
+            not worker.running
+            and not self._queue.closing  # a row that raced with close starts nothing
+            and worker.start()
+            and worker.starts == 1
+        ):
             _close_at_child_exit(self)
 
     def drop(self, reason: str) -> None:
