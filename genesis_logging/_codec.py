@@ -412,11 +412,15 @@ class RecordConverter(_Rules):
                 return self.full_capture(record)
         extras = None
         if len(state) > _STANDARD_COUNT:  # extra= was given (or a filter added attributes)
-            if CONTEXT_ATTRIBUTE in state:  # ContextFilter's snapshot
+            if (
+                CONTEXT_ATTRIBUTE in state  # ContextFilter's snapshot
+                or next(islice(state, _STANDARD_COUNT - 1, None)) != _LAST_STANDARD
+            ):
                 return self.full_capture(record)
-            extras = _extras(state) or None
-            if extras is not None and not (
-                _IMMUTABLE.issuperset(map(type, extras.values()))
+            extras = dict(islice(state.items(), _STANDARD_COUNT, None))  # _extras(), inlined
+            if not (
+                STANDARD_RECORD_ATTRIBUTES.isdisjoint(extras)  # formatted by another handler
+                and _IMMUTABLE.issuperset(map(type, extras.values()))
                 and _STR_ONLY.issuperset(map(type, extras))
             ):
                 return self.full_capture(record)

@@ -19,7 +19,7 @@ import logging
 import threading
 from typing import Final, Protocol, TypeAlias
 
-__all__ = ["Deferred", "SetAside", "active", "defer", "enter", "leave"]
+__all__ = ["STATE", "Deferred", "SetAside", "active", "defer", "enter", "leave"]
 
 
 class Deferred(Protocol):
@@ -46,6 +46,10 @@ class _State(threading.local):
 
 
 _state = _State()
+#: The mark itself, for the one caller that inlines :func:`enter` and :func:`leave` (the
+#: handler's ``emit``, the path of every record): it sets ``mode`` to a list of its own
+#: when ``mode`` is ``None``, and at the end sets ``None`` back and reads that list.
+STATE: Final = _state
 
 
 def active() -> bool:

@@ -208,13 +208,8 @@ class BatchPipeline(Generic[T]):
             else:
                 policy = self.config.queue_full_policy
                 self.reporter.warn("queue_full", f"queue full ({policy}): records dropped")
-        worker = self._worker
-        if (
-            not worker.running
-            and not self._queue.closing  # a row that raced with close starts nothing
-            and worker.start()
-            and worker.starts == 1
-        ):
+        worker = self._worker  # a row that raced with close starts nothing
+        if not (worker.running or self._queue.closing) and worker.start() and worker.starts == 1:
             _close_at_child_exit(self)
 
     def drop(self, reason: str) -> None:

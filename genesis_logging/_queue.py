@@ -141,6 +141,7 @@ class BatchQueue(Generic[T]):
                 self._settled += len(late)
                 self._dropped["closed"] += len(late)
                 return _DROPPED
+            self._sleeping = False  # one caller wakes it: the next ones need not
             self._ready.notify()
             return ACCEPTED
 
@@ -212,7 +213,7 @@ class BatchQueue(Generic[T]):
                 self._sleeping = count == 0  # callers wake it; then re-checked, not waited
                 if not self._sleeping or not self._rows:
                     self._ready.wait(None if wake == math.inf else wake - now)
-                if self._sleeping:
+                if count == 0:
                     self._sleeping = False
                     self._empty_at = time.monotonic()  # woken by the first row, or the time
 

@@ -206,12 +206,15 @@ class ClickHouseHandler(logging.Handler):
         guard hands over what was set aside as it clears its mark (``_guard.leave``), so
         a signal landing at any point of the call is delivered or counted.
         """
-        if not _guard.enter():  # inside our code already: a signal handler, or the worker
+        state = _guard.STATE  # _guard.enter() and leave(), inlined: every record's path
+        if state.mode is not None:  # inside our code already: a signal handler, or the worker
             if not _guard.defer(self, record):  # the worker's own logging, or delivery at exit
                 self._pipeline.drop("recursion")
             return
+        set_aside: _guard.SetAside = []
+        state.mode = set_aside  # a signal from here on appends to this very list
         try:
-            try:  # submit_deferred, inlined: the path of every record
+            try:  # submit_deferred, inlined
                 snapshot = self._capture(record)
             except Exception:
                 self._pipeline.drop("capture_failed")
@@ -222,7 +225,7 @@ class ClickHouseHandler(logging.Handler):
                 except Exception:
                     self.handleError(record)
         finally:
-            set_aside = _guard.leave(True)
+            state.mode = None  # then the list: whatever a signal set aside before is in it
             if set_aside:
                 self._submit_set_aside(set_aside)
 
