@@ -202,9 +202,9 @@ class ClickHouseHandler(logging.Handler):
         """Convert the record here, queue the row, return. No I/O, never raises.
 
         Safe from signal handlers: a record logged while this thread is inside our code
-        (a signal handler, a ``__repr__`` that logs) is submitted right after it; the
-        guard hands over what was set aside as it clears its mark (``_guard.leave``), so
-        a signal landing at any point of the call is delivered or counted.
+        (a signal handler, a ``__repr__`` that logs) is submitted right after it: while
+        the call runs, the guard's mark is a list of its own, which the exit reads after
+        clearing the mark — a signal landing at any point is delivered or counted.
         """
         state = _guard.STATE  # _guard.enter() and leave(), inlined: every record's path
         if state.mode is not None:  # inside our code already: a signal handler, or the worker
