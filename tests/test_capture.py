@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -213,3 +215,29 @@ class TestFastCaptureEqualsFull:
             r.exc_info = sys.exc_info()
         converter.capture(r)
         assert converter.full == 4
+
+
+def test_mypy_catches_a_slot_mix_up(tmp_path: Path) -> None:
+    """The snapshot is typed slot by slot (issue 22, point 1): two slots swapped at
+    construction are a type error, not a silent mix-up."""
+    module = tmp_path / "swapped.py"
+    module.write_text(
+        "from genesis_logging._codec import Snapshot\n\n\n"
+        "def fine() -> Snapshot:\n"
+        "    return Snapshot(1.0, 'INFO', 'm', None, None, None, None, '', True, ())\n\n\n"
+        "def swapped() -> Snapshot:\n"
+        "    return Snapshot('INFO', 1.0, 'm', None, None, None, None, '', True, ())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(module)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    errors = [line for line in done.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 2, done.stdout  # in swapped(), none in fine()
+    assert 'swapped.py:9: error: Argument 1 to "Snapshot" has incompatible type "str"' in errors[0]
+    assert (
+        'swapped.py:9: error: Argument 2 to "Snapshot" has incompatible type "float"' in errors[1]
+    )
