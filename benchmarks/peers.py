@@ -23,6 +23,7 @@ import argparse
 import gc
 import json
 import logging
+import os
 import platform
 import queue
 import statistics
@@ -142,6 +143,27 @@ def _timed_calls(contender: Contender, calls: int, *, until_delivered: bool) -> 
     return elapsed
 
 
+def costs(contender: Contender, calls: int) -> dict[str, float]:
+    """Microseconds per call: the caller thread's CPU (``thread_time``) and wall time over
+    the calls (every pipeline's thread running meanwhile), and the CPU of all the
+    process's threads (``process_time``) from the first call until the records are
+    processed (``settle``: drained, delivered to the null sink)."""
+    log = contender.logger
+    gc.collect()
+    wall, caller, cpu = time.perf_counter(), time.thread_time(), time.process_time()
+    for i in range(calls):
+        log.info("Task concluída %d", i, extra=EXTRA)
+    caller = time.thread_time() - caller
+    wall = time.perf_counter() - wall
+    contender.settle()
+    cpu = time.process_time() - cpu
+    return {
+        "caller_cpu": caller / calls * 1e6,
+        "wall": wall / calls * 1e6,
+        "cpu_all_threads": cpu / calls * 1e6,
+    }
+
+
 def per_call(contender: Contender, calls: int) -> float:
     """Microseconds per logging call (the caller's cost; the worker runs meanwhile)."""
     return _timed_calls(contender, calls, until_delivered=False) / calls * 1e6
@@ -153,14 +175,59 @@ def throughput(contender: Contender, records: int) -> float:
 
 
 def rounds_of(
-    measure: Callable[[Contender], float], contenders: list[Contender], rounds: int
-) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {c.name: [] for c in contenders}
+    measure: Callable[[Contender], Any], contenders: list[Contender], rounds: int
+) -> dict[str, list[Any]]:
+    results: dict[str, list[Any]] = {c.name: [] for c in contenders}
     for round_ in range(rounds):
         order = contenders[round_ % len(contenders) :] + contenders[: round_ % len(contenders)]
         for contender in order:  # everybody goes first once in a while
             results[contender.name].append(measure(contender))
     return results
+
+
+def paired_ratios(
+    results: dict[str, list[dict[str, float]]], metric: str, base: str
+) -> dict[str, dict[str, float]]:
+    """Each contender's ``metric`` over the base's, round by round (both measured in the
+    same round): the median ratio and its spread."""
+    ratios: dict[str, dict[str, float]] = {}
+    for name, rounds in results.items():
+        paired = [
+            mine[metric] / theirs[metric]
+            for mine, theirs in zip(rounds, results[base], strict=True)
+        ]
+        values = [r[metric] for r in rounds]
+        ratios[name] = {
+            "median": statistics.median(values),
+            "min": min(values),
+            "max": max(values),
+            "ratio_median": statistics.median(paired),
+            "ratio_min": min(paired),
+            "ratio_max": max(paired),
+        }
+    return ratios
+
+
+def worker_cost(contender: Contender, calls: int, rounds: int) -> dict[str, float]:
+    """Microseconds of the worker thread's CPU per record (``pthread_getcpuclockid``):
+    ``ColumnBuilder`` turning snapshots into columns, the batch's settlement, the wait."""
+    worker = contender.handler._pipeline._worker  # type: ignore[attr-defined]
+    log = contender.logger
+    figures = []
+    for _ in range(rounds):
+        contender.settle()
+        thread = worker._thread
+        clock = time.pthread_getcpuclockid(thread.ident)
+        before = time.clock_gettime(clock)
+        for i in range(calls):
+            log.info("Task concluída %d", i, extra=EXTRA)
+        contender.settle()
+        figures.append((time.clock_gettime(clock) - before) / calls * 1e6)
+    return {
+        "median": statistics.median(figures),
+        "min": min(figures),
+        "max": max(figures),
+    }
 
 
 def formatter_cost(rounds: int, calls: int) -> dict[str, list[float]]:
@@ -181,10 +248,10 @@ def formatter_cost(rounds: int, calls: int) -> dict[str, list[float]]:
     for round_ in range(rounds):
         items = list(formatters.items())
         for name, formatter in items if round_ % 2 == 0 else reversed(items):
-            started = time.perf_counter()
+            started = time.thread_time()  # CPU: one thread, no waits, less noise
             for _ in range(calls):
                 formatter.format(record)
-            results[name].append((time.perf_counter() - started) / calls * 1e6)
+            results[name].append((time.thread_time() - started) / calls * 1e6)
     return results
 
 
@@ -225,14 +292,22 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
+    parser.add_argument("--no-server", action="store_true", help="skip the delivery figure")
     args = parser.parse_args()
     calls, records, rounds = (5_000, 20_000, 5) if args.quick else (20_000, 100_000, 9)
+    load_before = os.getloadavg()
     contenders = [null(), stdlib_queue(), ours(), opentelemetry(), logstash_async()]
     for contender in contenders:  # warm up: threads started, caches filled
         per_call(contender, 2_000)
-    caller = summary(
-        rounds_of(lambda c: per_call(c, calls), contenders, rounds), "stdlib QueueHandler"
-    )
+    measured = rounds_of(lambda c: costs(c, calls), contenders, rounds)
+    caller = {
+        metric: paired_ratios(measured, metric, base)
+        for metric, base in (
+            ("caller_cpu", "stdlib QueueHandler"),
+            ("wall", "stdlib QueueHandler"),
+            ("cpu_all_threads", "OpenTelemetry SDK"),
+        )
+    }
     sinks = [
         c
         for c in contenders
@@ -243,23 +318,43 @@ def main() -> None:
         "OpenTelemetry SDK",
     )
     formatter = summary(formatter_cost(rounds, calls), "python-json-logger JsonFormatter")
+    worker = worker_cost(contenders[2], calls, rounds)
     for contender in contenders:
         contender.handler.close()
-    server = delivery_to_server(records // 2 if args.quick else records * 2, 3)
+    server = (
+        None
+        if args.no_server
+        else delivery_to_server(records // 2 if args.quick else records * 2, 3)
+    )
     result = {
         "machine": {
             "python": platform.python_version(),
             "processor": platform.processor() or platform.machine(),
         },
-        "caller_us": caller,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "per_call_us": caller,
         "null_sink_records_per_s": sink,
         "formatter_us": formatter,
+        "worker_us_per_record": worker,
         "delivery": server,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "peers.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"load average before {load_before}, after {os.getloadavg()}")
+    for metric, unit in (
+        ("caller_cpu", "× QueueHandler"),
+        ("wall", "× QueueHandler"),
+        ("cpu_all_threads", "× OpenTelemetry"),
+    ):
+        print(f"\n{metric}, µs per call: median (min..max), paired ratio median (min..max)")
+        for name, row in caller[metric].items():
+            print(
+                f"  {name:<40} {row['median']:>7.2f} ({row['min']:.2f}..{row['max']:.2f})"
+                f"   {row['ratio_median']:.2f} ({row['ratio_min']:.2f}..{row['ratio_max']:.2f})"
+                f" {unit}"
+            )
     for title, rows, unit in (
-        ("caller, µs per call", caller, "× QueueHandler"),
         ("null sink, records/s", sink, "× OpenTelemetry"),
         ("formatter, µs per record", formatter, "× JsonFormatter"),
     ):
@@ -268,6 +363,12 @@ def main() -> None:
             print(
                 f"  {row['name']:<40} {row['median']:>12.1f}   {row['ratio_to_base']:.2f} {unit}"
             )
+    print(
+        f"\nthe worker's CPU per record, µs: {worker['median']:.2f} "
+        f"({worker['min']:.2f}..{worker['max']:.2f})"
+    )
+    if server is None:
+        return
     print(
         f"\ndelivery to the server, {server['records']} records, records/s\n"
         f"  {'genesis-logging':<40} {server['records_per_s_ours']:>12.0f}   "

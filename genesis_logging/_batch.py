@@ -6,21 +6,26 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
-
-from ._codec import Row
+from typing import Generic, NamedTuple, TypeVar
 
 __all__ = ["Batch", "Note", "Outcome", "new_batch"]
 
+T = TypeVar("T", covariant=True)
 
-class Batch(NamedTuple):
-    """Rows delivered together, with the identity that makes retries idempotent."""
+
+@dataclass(frozen=True)
+class Batch(Generic[T]):
+    """Items delivered together, with the identity that makes retries idempotent.
+
+    ``Batch[Snapshot]`` in the queue (what callers captured), ``Batch[Row]`` once the
+    worker made its rows (a ``list``, or a ``ColumnBlock``: rows held column-wise).
+    """
 
     id: str
-    rows: Sequence[Row]  # a list, or the worker's ColumnBlock
+    rows: Sequence[T]
 
 
-def new_batch(rows: list[Any]) -> Batch:
+def new_batch(rows: Sequence[T]) -> Batch[T]:
     return Batch(uuid.uuid4().hex, rows)
 
 

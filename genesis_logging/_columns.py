@@ -15,16 +15,17 @@ import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from itertools import chain
-from operator import methodcaller
+from operator import itemgetter, methodcaller
 from typing import Any, Final, overload
 
-from ._codec import EARLIEST, LATEST, LEVELS, RecordConverter, Row, Snapshot
+from ._codec import EARLIEST, LATEST, LEVELS, TAKEN_FIELDS, RecordConverter, Row, Snapshot
 from ._values import clean_text, to_attribute
-from .schema import FIELDS, SETTABLE_FIELDS, Kind
+from .schema import FIELDS, RULE_FIELDS, SETTABLE_FIELDS, Kind, Rule
 
 __all__ = ["ColumnBlock", "ColumnBuilder"]
 
 _DEFAULTS: Final = {field.name: field.default for field in FIELDS}
+_TIME, _LEVEL, _MESSAGE, _EXCEPTION, _REST = (RULE_FIELDS[rule] for rule in Rule)
 _SETTABLE_NAMES: Final = frozenset(SETTABLE_FIELDS)
 _STRING_FIELDS: Final = tuple(
     name for name, field in SETTABLE_FIELDS.items() if field.kind is Kind.STRING
@@ -127,31 +128,37 @@ class ColumnBuilder:
         count = len(snapshots)
         if not count:
             return ColumnBlock({name: [] for name in _DEFAULTS}, 0)
-        created, levels, names, messages, _, contexts, pinos, extras, exceptions, plain = zip(
+        # One tuple per slot, in Snapshot's order (a transposition: zip at C speed).
+        created, levels, messages, _, contexts, pinos, extras, exceptions, plain, taken = zip(
             *snapshots, strict=True
         )
         slow: set[int] = set() if all(plain) else {i for i, p in enumerate(plain) if not p}
         limit = self.converter.max_field_chars
         if contexts.count(None) == count and pinos.count(None) == count:  # extra= only
-            merged = [_NO_VALUES if e is None else e for e in extras]
+            merged = (
+                list(extras)
+                if None not in extras
+                else [_NO_VALUES if e is None else e for e in extras]
+            )
         else:
             merged = [
                 (_NO_VALUES if e is None else e) if c is None and p is None else _merge(c, p, e)
                 for c, p, e in zip(contexts, pinos, extras, strict=True)
             ]
         keys: set[Any] = set().union(*merged)
-        odd = {k for k in keys if type(k) is not str or not k.isascii() or k == "attributes"}
+        odd = {k for k in keys if type(k) is not str or not k.isascii() or k == _REST}
         if odd:  # a key to clean, or an ``attributes`` mapping to unpack
             slow.update(i for i, values in enumerate(merged) if not odd.isdisjoint(values))
         columns: dict[str, list[Any]] = {
-            "timestamp": _timestamps(created, slow),
-            "level": _levels(levels, limit, slow),
-            "message": _texts(messages, limit, slow),
-            "logger": _texts(names, limit, slow, repeated=True),
-            "exception": _texts(exceptions, limit, slow),
+            _TIME: _timestamps(created, slow),
+            _LEVEL: _levels(levels, limit, slow),
+            _MESSAGE: _texts(messages, limit, slow),
+            _EXCEPTION: _texts(exceptions, limit, slow),
         }
+        given = _taken(columns, taken, count, limit, slow)
         unset = self._fields(columns, merged, keys, limit, slow)
-        columns["attributes"] = _attributes(merged, keys, limit, slow)
+        unset.update(given)
+        columns[_REST] = _attributes(merged, keys, limit, slow)
         for index in slow:
             row = self.converter.from_snapshot(snapshots[index])
             for name, values in columns.items():
@@ -184,7 +191,7 @@ class ColumnBuilder:
                     columns[name] = [_SLOW] * count
                     slow.update(range(count))
                 continue
-            raw = list(map(methodcaller("get", name, _MISSING), merged))
+            raw = _values(merged, name)
             if not _all_texts(raw, limit, repeated=True):
                 raw = [
                     (v if v.isascii() else clean_text(v))
@@ -200,7 +207,7 @@ class ColumnBuilder:
                 columns[name] = [0] * count
                 unset[name] = range(count)
                 continue
-            raw = list(map(methodcaller("get", name, _MISSING), merged))
+            raw = _values(merged, name)
             if not (_INT_ONLY.issuperset(map(type, raw)) and low <= min(raw) and max(raw) <= high):
                 unset[name] = {i for i, v in enumerate(raw) if v is _MISSING}
                 raw = [
@@ -212,6 +219,50 @@ class ColumnBuilder:
                 unset[name] = set()
             columns[name] = raw
         return unset
+
+
+def _taken(
+    columns: dict[str, list[Any]],
+    taken: Sequence[tuple[object, ...]],
+    count: int,
+    limit: int,
+    slow: set[int],
+) -> dict[str, set[int] | range]:
+    """The fields read from record attributes (``logger`` ...): a text or an integer in
+    range as it is, ``None`` left out; anything else by the rules. Returns, for each
+    integer field, the records that gave it no value."""
+    unset: dict[str, set[int] | range] = {}
+    for position, (name, _, bounds) in enumerate(TAKEN_FIELDS):
+        values = list(map(itemgetter(position), taken))
+        column: list[Any]
+        if bounds is None:
+            if _all_texts(values, limit, repeated=True):
+                columns[name] = values
+                continue
+            column = [
+                (v if v.isascii() else clean_text(v))
+                if type(v) is str and len(v) <= limit
+                else ("" if v is None else _SLOW)
+                for v in values
+            ]
+        else:
+            low, high = bounds
+            unset[name] = {i for i, v in enumerate(values) if v is None}
+            column = [
+                v if type(v) is int and low <= v <= high else (0 if v is None else _SLOW)
+                for v in values
+            ]
+        _mark(column, slow)
+        columns[name] = column
+    return unset
+
+
+def _values(merged: list[dict[Any, Any]], name: str) -> list[Any]:
+    """Each record's value of ``name``, ``_MISSING`` where it has none."""
+    try:  # every record has it (the common case): a subscript, not a method call, each
+        return list(map(itemgetter(name), merged))
+    except KeyError:
+        return list(map(methodcaller("get", name, _MISSING), merged))
 
 
 def _merge(
@@ -324,7 +375,7 @@ def _attributes(
     )
     columns = []
     for name in names:
-        raw = list(map(methodcaller("get", name, _MISSING), merged))
+        raw = _values(merged, name)
         if not _all_texts(raw, limit, repeated=True):
             raw = [
                 v if type(v) is str and v.isascii() and len(v) <= limit else _attribute(v, limit)
@@ -332,14 +383,20 @@ def _attributes(
             ]
             _mark(raw, slow)
         columns.append(raw)
+    rows: list[Any] = columns[0] if len(names) == 1 else list(zip(*columns, strict=True))
+    distinct = set(rows)  # strings, markers, tuples of them: hashable
+    if len(distinct) * 2 > len(rows):  # mostly different: one map per record
+        return [_attribute_map(names, values) for values in rows]
+    # Mostly the same few maps (a topic, a kind): each made once and shared, read-only
+    # like the rest of the block — no allocation per record.
+    maps = {values: _attribute_map(names, values) for values in distinct}
+    return list(map(maps.__getitem__, rows))
+
+
+def _attribute_map(names: list[Any], values: Any) -> dict[Any, Any]:
+    """One record's attributes: ``values`` a value (one name) or a tuple of them."""
     if len(names) == 1:
-        (name,) = names
-        return [{name: v} if v is not _MISSING else _NO_VALUES for v in columns[0]]
-    return [
-        dict(zip(names, values, strict=True))
-        if _MISSING not in values
-        else (
-            {k: v for k, v in zip(names, values, strict=True) if v is not _MISSING} or _NO_VALUES
-        )
-        for values in zip(*columns, strict=True)
-    ]
+        return {names[0]: values} if values is not _MISSING else _NO_VALUES
+    if _MISSING not in values:
+        return dict(zip(names, values, strict=True))
+    return {k: v for k, v in zip(names, values, strict=True) if v is not _MISSING} or _NO_VALUES

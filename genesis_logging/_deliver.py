@@ -65,7 +65,7 @@ class Deliverer:
         self._spool = spool
         self._describe = describe
 
-    def deliver(self, batch: Batch) -> Outcome:
+    def deliver(self, batch: Batch[Row]) -> Outcome:
         """Insert ``batch``; never raises. Past the deadline, spool it without trying."""
         if time.monotonic() >= self.deadline:
             return self.spool(batch, "shutdown")
@@ -141,7 +141,7 @@ class Deliverer:
             evicted += self._write_in_parts(spool, part, token, offset + start, written)
         return evicted
 
-    def spool(self, batch: Batch, reason: str) -> Outcome:
+    def spool(self, batch: Batch[Row], reason: str) -> Outcome:
         """Put ``batch`` on disk without trying the server (overflow, shutdown, rescue)."""
         outcome = Outcome()
         if not self._store(batch.rows, batch.id, reason, outcome) and self._spool is None:

@@ -6,6 +6,11 @@ such a record is dropped and counted. In a caller's thread it is most likely a s
 handler that interrupted a logging call (or a ``__repr__`` the converter called): it is
 set aside and submitted right after the interrupted call, outside the queue's lock, for a
 few rounds; what is still logged after those is dropped and counted, so nothing recurses.
+
+The exit cannot lose a set-aside record: while records are set aside the mark *is* the
+list that holds them, and :func:`leave` takes that very list as it clears the mark. A
+signal that lands before the mark is cleared appends to the list :func:`leave` returns; one
+that lands after finds no mark and submits its record itself. No check-then-clear window.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import logging
 import threading
 from typing import Final, Protocol, TypeAlias
 
-__all__ = ["Deferred", "active", "defer", "enter", "leave", "pending", "take_deferred"]
+__all__ = ["STATE", "Deferred", "SetAside", "active", "defer", "enter", "leave"]
 
 
 class Deferred(Protocol):
@@ -25,13 +30,15 @@ class Deferred(Protocol):
     def discard_deferred(self, record: logging.LogRecord) -> None: ...
 
 
+#: Records set aside during a call, with who submits them.
+SetAside: TypeAlias = "list[tuple[Deferred, logging.LogRecord]]"
+
 # This thread's mark: ``None`` outside our code; inside, either ``_DROPPING`` (records
-# logged meanwhile are dropped: the worker, or set-aside records being submitted),
-# ``_DEFERRING`` (they are set aside; none so far) or the list of those set aside. One
-# attribute, so that a logging call reads and writes it only once or twice.
+# logged meanwhile are dropped: the worker, delivery at exit) or a list (records logged
+# meanwhile are appended to it). One attribute, read and written once per logging call.
 _DROPPING: Final = "dropping"
-_DEFERRING: Final = "deferring"
-Mode: TypeAlias = "str | list[tuple[Deferred, logging.LogRecord]] | None"
+_NOTHING: Final[SetAside] = []  # what leave() returns when nothing was set aside; never written
+Mode: TypeAlias = "str | SetAside | None"
 
 
 class _State(threading.local):
@@ -39,6 +46,10 @@ class _State(threading.local):
 
 
 _state = _State()
+#: The mark itself, for the one caller that inlines :func:`enter` and :func:`leave` (the
+#: handler's ``emit``, the path of every record): it sets ``mode`` to a list of its own
+#: when ``mode`` is ``None``, and at the end sets ``None`` back and reads that list.
+STATE: Final = _state
 
 
 def active() -> bool:
@@ -55,40 +66,26 @@ def enter(*, defer: bool = True) -> bool:
     state = _state
     if state.mode is not None:
         return False
-    state.mode = _DEFERRING if defer else _DROPPING
+    state.mode = [] if defer else _DROPPING
     return True
 
 
-def leave(entered: bool) -> None:
-    """Undo the :func:`enter` that returned ``entered``."""
-    if entered:
-        _state.mode = None
+def leave(entered: bool) -> SetAside:
+    """Undo the :func:`enter` that returned ``entered``; the records set aside meanwhile
+    (the caller submits them, see the module's docstring)."""
+    if not entered:
+        return _NOTHING
+    state = _state
+    mode = state.mode  # the list itself: a signal from here on appends to what we return
+    state.mode = None
+    return mode if type(mode) is list else _NOTHING
 
 
 def defer(owner: Deferred, record: logging.LogRecord) -> bool:
     """Set ``record`` aside for the interrupted call; ``False`` when that is not allowed
-    (the worker thread, or while set-aside records are being submitted)."""
-    state = _state
-    mode = state.mode
+    (the worker thread, or delivery at exit)."""
+    mode = _state.mode
     if type(mode) is list:
         mode.append((owner, record))
         return True
-    if mode is _DEFERRING:
-        state.mode = [(owner, record)]
-        return True
     return False
-
-
-def pending() -> bool:
-    """Whether records were set aside since :func:`enter`."""
-    return type(_state.mode) is list
-
-
-def take_deferred(*, last: bool = False) -> list[tuple[Deferred, logging.LogRecord]]:
-    """The records set aside so far; with ``last``, later ones are no longer set aside."""
-    state = _state
-    mode = state.mode
-    if mode is None:
-        return []
-    state.mode = _DROPPING if last or mode is _DROPPING else _DEFERRING
-    return mode if type(mode) is list else []

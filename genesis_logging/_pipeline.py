@@ -15,7 +15,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar, cast
 
 from . import _guard
 from ._batch import Batch, Outcome
@@ -33,6 +33,8 @@ from .transport import Inserter, as_backend
 
 __all__ = ["BatchPipeline"]
 
+T = TypeVar("T")  # what callers submit: the handler's snapshots (rows, without ``to_rows``)
+
 _ABORT_GRACE: Final = 0.5  # seconds close() gives the worker to wind down after aborting
 _COUNTS: Final = ("emitted", "sent", "spooled", "batches", "failed_batches", "retries")
 _SPOOL_KEYS: Final = (
@@ -44,7 +46,7 @@ _SPOOL_KEYS: Final = (
     "write_failures",
 )
 
-_LIVE: weakref.WeakSet[BatchPipeline] = weakref.WeakSet()
+_LIVE: weakref.WeakSet[BatchPipeline[Any]] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
@@ -73,7 +75,7 @@ def _close_orphans_at_exit() -> None:
 atexit.register(_close_orphans_at_exit)
 
 
-def _close_at_child_exit(pipeline: BatchPipeline) -> None:
+def _close_at_child_exit(pipeline: BatchPipeline[Any]) -> None:
     """In a ``multiprocessing`` child, close at its exit: it ends with ``os._exit``, which
     runs no ``atexit`` hook and so no ``logging.shutdown()``, but it runs finalizers."""
     multiprocessing = sys.modules.get("multiprocessing")
@@ -121,7 +123,7 @@ def _replayer(spool: Spool | None, backend: Backend, batch_size: int) -> SpoolRe
     return SpoolReplayer(spool, backend, batch_size=batch_size, backoff=ReplayBackoff())
 
 
-class BatchPipeline:
+class BatchPipeline(Generic[T]):
     """Deliver rows in batches from one background thread.
 
     Args:
@@ -143,7 +145,7 @@ class BatchPipeline:
         inserter: Backend | Inserter,
         reporter: Reporter,
         *,
-        to_rows: Callable[[Sequence[Any]], Sequence[Row]] | None = None,
+        to_rows: Callable[[Sequence[T]], Sequence[Row]] | None = None,
         spool: Spool | None = None,
         name: str = "genesis-logging",
         owner: object | None = None,
@@ -155,7 +157,7 @@ class BatchPipeline:
         self._to_rows = to_rows
         self._cooldown_policy = Cooldown()
         self._retry = RetryPolicy(config.retry_attempts, config.retry_max_delay)
-        self._queue = BatchQueue(
+        self._queue: BatchQueue[T] = BatchQueue(
             capacity=config.queue_size,
             batch_size=config.batch_size,
             flush_interval=config.flush_interval,
@@ -174,7 +176,7 @@ class BatchPipeline:
             inserter, self._retry, self.spool, self._abort, self.reporter.describe, self._on_retry
         )
         self._replayer = _replayer(self.spool, self._deliverer.inserter, self.config.batch_size)
-        self._current: Batch | None = None  # the batch the worker is delivering
+        self._current: Batch[Row] | None = None  # the batch the worker is delivering
         self._permanent_failures = 0
         self._cooldown_until = 0.0
         self._stalled: tuple[float, int] | None = None  # a flush that got nowhere
@@ -196,7 +198,7 @@ class BatchPipeline:
 
     # -- the callers' side -----------------------------------------------------------------
 
-    def submit(self, item: Any) -> None:
+    def submit(self, item: T) -> None:
         """Queue a row (or an item ``to_rows`` turns into one); never blocks beyond the
         ``block`` policy's timeout."""
         put = self._queue.put(item)
@@ -209,7 +211,8 @@ class BatchPipeline:
             else:
                 policy = self.config.queue_full_policy
                 self.reporter.warn("queue_full", f"queue full ({policy}): records dropped")
-        if not self._worker.running and self._worker.start() and self._worker.starts == 1:
+        worker = self._worker  # a row that raced with close starts nothing
+        if not (worker.running or self._queue.closing) and worker.start() and worker.starts == 1:
             _close_at_child_exit(self)
 
     def drop(self, reason: str) -> None:
@@ -245,17 +248,20 @@ class BatchPipeline:
         self._queue.wake()
         self._deliverer.close()
 
-    def _rows(self, batch: Batch) -> Batch:
+    def _rows(self, batch: Batch[T]) -> Batch[Row]:
         """The batch with its items turned into rows (captured records are converted here,
         off the caller's thread)."""
         to_rows = self._to_rows
-        return batch if to_rows is None else Batch(batch.id, to_rows(batch.rows))
+        if to_rows is None:  # the items are rows
+            return cast("Batch[Row]", batch)
+        return Batch(batch.id, to_rows(batch.rows))
 
-    def _deliver(self, batch: Batch) -> None:
+    def _deliver(self, queued: Batch[T]) -> None:
+        batch: Batch[Any] = queued  # the same identity, rows or not: settled either way
         try:
-            batch = self._rows(batch)
-            self._current = batch
-            outcome = self._deliverer.deliver(batch)
+            batch = rows = self._rows(queued)
+            self._current = rows
+            outcome = self._deliverer.deliver(rows)
         except BaseException as error:  # only reachable through a bug: count, never hide
             outcome = Outcome(error=self.reporter.describe(error))
             reason = "internal_error" if isinstance(error, Exception) else "worker_died"
@@ -267,7 +273,7 @@ class BatchPipeline:
             self._current = None
         self._finish(batch, outcome)
 
-    def _finish(self, batch: Batch, outcome: Outcome) -> None:
+    def _finish(self, batch: Batch[Any], outcome: Outcome) -> None:
         """Count the outcome (once per batch), report it, cool down after permanent errors."""
         if not self._queue.settle(batch, outcome):
             return  # close() settled it already (rescued to the spool)
@@ -413,9 +419,9 @@ class BatchPipeline:
         """At close: rows never cut into a batch go to the spool, else are dropped."""
         if not self._abort.is_set() and self._worker.running:
             return  # still delivering in the background (reconfiguration)
-        batch = self._queue.leftovers()
-        if batch is not None:
-            batch = self._rows(batch)
+        queued = self._queue.leftovers()
+        if queued is not None:
+            batch = self._rows(queued)
             self._finish(batch, self._deliverer.spool(batch, "shutdown"))
 
     def stats(self) -> dict[str, Any]:

@@ -16,20 +16,22 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import Any, Final, NamedTuple
+from itertools import repeat, starmap
+from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 from ._batch import Batch, Outcome, new_batch
-from ._codec import Row
 from ._config import QUEUE_FULL_POLICIES
 
 __all__ = ["ACCEPTED", "BatchQueue", "Put"]
+
+T = TypeVar("T")  # what is queued: the handler's snapshots, or rows
 
 
 class Put(NamedTuple):
     """What :meth:`BatchQueue.put` did with a row."""
 
     dropped: bool = False
-    spill: Batch | None = None  # ``spool`` policy: rows the caller must write to the spool
+    spill: Batch[Any] | None = None  # ``spool`` policy: rows the caller must write to the spool
 
 
 #: What ``put`` returns for a row queued without anything else to do.
@@ -37,8 +39,12 @@ ACCEPTED: Final = Put()
 _DROPPED: Final = Put(dropped=True)
 
 
-class BatchQueue:
+class BatchQueue(Generic[T]):
     """Rows waiting for delivery, at most ``capacity``; batches of ``batch_size``.
+
+    A row is whatever is queued (``T``: the handler's snapshots, turned into rows by the
+    worker). Callers racing for the last free places may overshoot ``capacity`` by one
+    row each: the check and the append are not one step, by design (no lock).
 
     Args:
         capacity: rows held, at most.
@@ -70,15 +76,21 @@ class BatchQueue:
         self._lock = threading.RLock()
         self._ready = threading.Condition(self._lock)  # the worker waits: rows, flush, close
         self._progress = threading.Condition(self._lock)  # flushers and blocked callers wait
-        self._rows: deque[Row] = deque()
-        self._overflow: list[Row] = []  # ``spool`` policy: refused rows bound for disk
-        self._oldest_at = 0.0  # monotonic time the queue last became non-empty
+        # Callers append here without the lock (``deque.append`` is atomic under the GIL);
+        # only the lock's holder removes, and counts what it removed in ``_taken``.
+        self._rows: deque[T] = deque()
+        self._overflow: list[T] = []  # ``spool`` policy: refused rows bound for disk
+        self._oldest_at: float | None = None  # monotonic: rows are waiting since (None: unknown)
+        self._empty_at = time.monotonic()  # when the worker last saw the queue empty
+        self._sleeping = False  # the worker waits for rows: the next caller wakes it
+        self._closed_out = False  # leftovers taken at close: later rows are dropped
         self._in_flight: dict[str, int] = {}  # batch id -> rows, until settled
-        self._enqueued = 0  # rows ever queued or overflowed (flush targets count in these)
+        self._taken = 0  # rows removed from ``_rows``: cut, evicted or taken at close
+        self._overflowed = 0  # rows that went to ``_overflow`` (the spool policy)
         self._settled = 0  # rows of settled batches, and rows evicted from the queue
         self._flush_target = 0
         self.closing = False
-        self._counts: Counter[str] = Counter()
+        self._counts: Counter[str] = Counter()  # "emitted" here: rows never queued
         self._dropped: Counter[str] = Counter()
         self._spool: Counter[str] = Counter()
 
@@ -88,49 +100,59 @@ class BatchQueue:
 
     # -- callers ---------------------------------------------------------------------------
 
-    def put(self, row: Row) -> Put:
-        """Queue a row, or apply the queue-full policy. Counts it as emitted either way."""
+    def put(self, row: T) -> Put:
+        """Queue a row, or apply the queue-full policy. Counts it as emitted either way.
+
+        The common call takes no lock: it appends and returns. The lock is taken when the
+        queue is full or closing, to wake a sleeping worker, and once per batch.
+        """
+        rows = self._rows
+        if len(rows) < self.capacity and not self.closing:
+            rows.append(row)
+            if self._sleeping or self.closing or len(rows) % self.batch_size == 0:
+                return self._poke()
+            return ACCEPTED
         with self._lock:
-            rows = self._rows
             if self.closing:
                 self._count_drop("closed")
                 return _DROPPED
-            if rows and len(rows) < self.capacity:  # the common case, inline
-                rows.append(row)
-                self._enqueued += 1
-                self._counts["emitted"] += 1
-                if len(rows) == self.batch_size:
-                    self._ready.notify()
-                return ACCEPTED
             if len(rows) >= self.capacity:
                 if self.policy == "spool":
                     return self._overflow_row(row)
                 if self.policy == "drop_oldest":
                     rows.popleft()
+                    self._taken += 1
                     self._settled += 1
                     self._dropped["queue_full"] += 1
-                    self._append(row)
+                    rows.append(row)
                     return _DROPPED
                 if self.policy == "drop_newest" or not self._wait_for_room():
                     self._count_drop("closed" if self.closing else "queue_full")
                     return _DROPPED
-            self._append(row)
+            rows.append(row)
+            self._ready.notify()
             return ACCEPTED
 
-    def _append(self, row: Row) -> None:
-        rows = self._rows
-        if not rows:
-            self._oldest_at = time.monotonic()
+    def _poke(self) -> Put:
+        """After an append: wake the worker; a row that raced with close is dropped."""
+        with self._lock:
+            if self._closed_out and self._rows:  # close took the leftovers already
+                late = self._take(len(self._rows))
+                self._settled += len(late)
+                self._dropped["closed"] += len(late)
+                return _DROPPED
+            self._sleeping = False  # one caller wakes it: the next ones need not
             self._ready.notify()
-        rows.append(row)
-        self._enqueued += 1
-        self._counts["emitted"] += 1
-        if len(rows) == self.batch_size:
-            self._ready.notify()
+            return ACCEPTED
 
-    def _overflow_row(self, row: Row) -> Put:
+    def _take(self, count: int) -> list[T]:
+        """The ``count`` oldest rows, removed (under the lock)."""
+        self._taken += count
+        return list(starmap(self._rows.popleft, repeat((), count)))
+
+    def _overflow_row(self, row: T) -> Put:
         self._counts["emitted"] += 1
-        self._enqueued += 1  # a flush waits for it too, spilled or rejoining the queue
+        self._overflowed += 1  # a flush waits for it too, spilled or rejoining the queue
         self._overflow.append(row)
         if len(self._overflow) < self.batch_size:
             return ACCEPTED
@@ -161,53 +183,58 @@ class BatchQueue:
 
     def take(
         self, *, until: float = math.inf, hold: bool = False, wait: bool = True
-    ) -> Batch | None:
+    ) -> Batch[T] | None:
         """The next due batch; ``None`` when ``until`` (monotonic) passes first or the
         queue is closed and empty. ``hold`` keeps rows back (a cooldown) unless closing."""
         with self._lock:
             while True:
                 now = time.monotonic()
                 count = len(self._rows)
+                if count == 0:
+                    self._empty_at = now
+                elif self._oldest_at is None:  # they came after the worker last saw none
+                    self._oldest_at = self._empty_at
+                oldest = self._oldest_at if self._oldest_at is not None else now
                 due = count >= self.batch_size or (
                     count > 0
                     and (
                         self.closing
                         or self._flush_target > self._settled
-                        or now - self._oldest_at >= self.flush_interval
+                        or now - oldest >= self.flush_interval
                     )
                 )
                 if due and (self.closing or not hold):
                     return self._cut(now)
                 if not wait or (self.closing and count == 0):
                     return None
-                wake = (
-                    until
-                    if hold or count == 0
-                    else min(until, self._oldest_at + self.flush_interval)
-                )
+                wake = until if hold or count == 0 else min(until, oldest + self.flush_interval)
                 if wake <= now:
                     return None
-                self._ready.wait(None if wake == math.inf else wake - now)
+                self._sleeping = count == 0  # callers wake it; then re-checked, not waited
+                if not self._sleeping or not self._rows:
+                    self._ready.wait(None if wake == math.inf else wake - now)
+                if count == 0:
+                    self._sleeping = False
+                    self._empty_at = time.monotonic()  # woken by the first row, or the time
 
-    def _cut(self, now: float) -> Batch:
-        rows = self._rows
-        take = min(len(rows), self.batch_size)
-        if take == len(rows):
-            batch = new_batch(list(rows))
-            rows.clear()
-        else:
-            batch = new_batch([rows.popleft() for _ in range(take)])
-        self._in_flight[batch.id] = take
+    def _cut(self, now: float) -> Batch[T]:
+        batch = new_batch(self._take(min(len(self._rows), self.batch_size)))
+        self._in_flight[batch.id] = len(batch.rows)
         if self._overflow:  # room again: refused rows rejoin the queue
             moved = self._overflow[: self.capacity - len(self._rows)]
             del self._overflow[: len(moved)]
+            self._overflowed -= len(moved)  # counted again as queued rows from here on
+            self._counts["emitted"] -= len(moved)
             self._rows.extend(moved)
         if self._rows:
             self._oldest_at = now
+        else:
+            self._oldest_at = None
+            self._empty_at = now
         self._progress.notify_all()  # room for blocked callers
         return batch
 
-    def settle(self, batch: Batch, outcome: Outcome) -> bool:
+    def settle(self, batch: Batch[Any], outcome: Outcome) -> bool:
         """Count what became of ``batch``; ``False`` (and nothing counted) if it was already."""
         with self._lock:
             rows = self._in_flight.pop(batch.id, None)
@@ -231,11 +258,11 @@ class BatchQueue:
         with self._lock:
             (self._spool if spool else self._counts)[name] += amount
 
-    def leftovers(self) -> Batch | None:
+    def leftovers(self) -> Batch[T] | None:
         """At close: everything still queued, as one batch in flight (to spool or drop)."""
         with self._lock:
-            rows = [*self._rows, *self._overflow]
-            self._rows.clear()
+            self._closed_out = self.closing
+            rows = [*self._take(len(self._rows)), *self._overflow]
             self._overflow = []
             if not rows:
                 return None
@@ -249,7 +276,7 @@ class BatchQueue:
         """Ask for everything queued so far to be cut now; the row count to wait for,
         ``None`` when it has all settled already."""
         with self._lock:
-            target = self._enqueued
+            target = self._taken + len(self._rows) + self._overflowed
             if self._settled >= target:
                 return None
             self._flush_target = max(self._flush_target, target)
@@ -288,10 +315,13 @@ class BatchQueue:
     def snapshot(self) -> dict[str, Any]:
         """The ledger, consistent at one instant."""
         with self._lock:
+            queued = len(self._rows)  # read once: callers may append meanwhile
+            counts = dict(self._counts)
+            counts["emitted"] = counts.get("emitted", 0) + self._taken + queued
             return {
-                "counts": dict(self._counts),
+                "counts": counts,
                 "dropped": dict(self._dropped),
                 "spool": dict(self._spool),
-                "queue_depth": len(self._rows),
-                "pending": len(self._rows) + len(self._overflow) + sum(self._in_flight.values()),
+                "queue_depth": queued,
+                "pending": queued + len(self._overflow) + sum(self._in_flight.values()),
             }

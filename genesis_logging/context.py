@@ -24,6 +24,7 @@ __all__ = [
     "CONTEXT_ATTRIBUTE",
     "ENVIRONMENT_FIELDS",
     "ContextFilter",
+    "context_bound",
     "current_context",
     "log_context",
 ]
@@ -82,6 +83,12 @@ def _environment_context(environ: Mapping[str, str]) -> dict[str, object]:
 
 
 _INHERITED: Final = _environment_context(os.environ)
+
+
+def context_bound() -> bool:
+    """Whether any context could be current: false until the first :func:`log_context`
+    in a process not started by ``genesis-logging run`` (a check cheaper than a copy)."""
+    return bool(_VAR_ITEMS or _INHERITED)
 
 
 def current_context() -> dict[str, object]:

@@ -201,29 +201,48 @@ class ClickHouseHandler(logging.Handler):
         """Convert the record here, queue the row, return. No I/O, never raises.
 
         Safe from signal handlers: a record logged while this thread is inside our code
-        (a signal handler, a ``__repr__`` that logs) is submitted right after it.
+        (a signal handler, a ``__repr__`` that logs) is submitted right after it: while
+        the call runs, the guard's mark is a list of its own, which the exit reads after
+        clearing the mark — a signal landing at any point is delivered or counted.
         """
-        if not _guard.enter():  # inside our code already: a signal handler, or the worker
-            if not _guard.defer(self, record):  # the worker's own logging, or recursion
+        state = _guard.STATE  # _guard.enter() and leave(), inlined: every record's path
+        if state.mode is not None:  # inside our code already: a signal handler, or the worker
+            if not _guard.defer(self, record):  # the worker's own logging, or delivery at exit
                 self._pipeline.drop("recursion")
             return
+        set_aside: _guard.SetAside = []
+        state.mode = set_aside  # a signal from here on appends to this very list
         try:
-            self.submit_deferred(record)
-            if _guard.pending():
-                self._submit_set_aside()
+            try:  # submit_deferred, inlined
+                snapshot = self._capture(record)
+            except Exception:
+                self._pipeline.drop("capture_failed")
+                self.handleError(record)
+            else:
+                try:
+                    self._pipeline.submit(snapshot)
+                except Exception:
+                    self.handleError(record)
         finally:
-            _guard.leave(True)
+            state.mode = None  # then the list: whatever a signal set aside before is in it
+            if set_aside:
+                self._submit_set_aside(set_aside)
 
-    def _submit_set_aside(self) -> None:
-        """Records logged during the call (signal handlers), a few rounds at most."""
+    def _submit_set_aside(self, set_aside: _guard.SetAside) -> None:
+        """Records logged during the call (signal handlers), a few rounds at most; those
+        still set aside after the last round are counted (a ``__repr__`` that logs every
+        time it is called would recurse for ever)."""
         for _ in range(_DEFERRED_ROUNDS):
-            deferred = _guard.take_deferred()
-            if not deferred:
+            entered = _guard.enter()
+            try:
+                for owner, later in set_aside:
+                    owner.submit_deferred(later)
+            finally:
+                set_aside = _guard.leave(entered)
+            if not set_aside:
                 return
-            for owner, later in deferred:
-                owner.submit_deferred(later)
-        for owner, later in _guard.take_deferred(last=True):
-            owner.discard_deferred(later)  # a __repr__ that logs every time it is called
+        for owner, later in set_aside:
+            owner.discard_deferred(later)
 
     def submit_deferred(self, record: logging.LogRecord) -> None:
         """Capture and queue ``record``; errors go to ``handleError``, and a record that

@@ -114,3 +114,15 @@ messages = st.one_of(any_text, values)
 # Format strings that may or may not match their arguments.
 formats = st.one_of(any_text, st.sampled_from(["%s", "%d items", "%(k)s", "%s %s", "100%"]))
 args = st.one_of(st.just(()), st.tuples(values), st.tuples(values, values))
+
+# The common record's values: str keys, immutable builtin values (the fast capture's own).
+immutables = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    any_text,
+)
+common_extras = st.dictionaries(extra_keys, immutables, max_size=8)
+#: Extras the fast capture takes, or not: mostly common, now and then anything.
+mixed_extras = st.one_of(common_extras, common_extras, extras)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -11,6 +14,7 @@ from hypothesis import strategies as st
 
 from genesis_logging import log_context
 from genesis_logging._codec import RecordConverter
+from genesis_logging.context import CONTEXT_ATTRIBUTE
 
 from . import strategies as hs
 
@@ -125,5 +129,115 @@ def test_deepcopy_is_not_needed_for_immutable_values() -> None:
     converter = RecordConverter()
     text = "x" * 1000
     snapshot = converter.capture(record("m", None, {"spec_id": text}))
-    assert snapshot[7]["spec_id"] is text  # type: ignore[index]
+    assert snapshot.extras is not None
+    assert snapshot.extras["spec_id"] is text
     assert copy.copy(snapshot) == snapshot
+
+
+class CountingConverter(RecordConverter):
+    """A converter that counts the records its fast capture handed to the full one."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.full = 0
+
+    def full_capture(self, record: logging.LogRecord) -> Any:
+        self.full += 1
+        return super().full_capture(record)
+
+
+class TestFastCaptureEqualsFull:
+    """``capture`` (the common record in a few steps) == ``full_capture``, for any record:
+    the fast path where it applies, the fallback everywhere else (issue 24, point 3)."""
+
+    @SETTINGS
+    @given(
+        msg=st.one_of(hs.formats, hs.messages),
+        args=st.one_of(hs.args, st.tuples(hs.immutables)),
+        extra=hs.mixed_extras,
+    )
+    def test_messages_args_and_extras(
+        self, msg: object, args: tuple[object, ...], extra: dict[str, object]
+    ) -> None:
+        converter = RecordConverter(max_field_chars=200)
+        r = record(hs.build(msg), hs.build(args) or None, hs.build(extra))
+        assert converter.capture(r) == converter.full_capture(r)
+
+    @SETTINGS
+    @given(
+        context=st.dictionaries(
+            st.from_regex(r"[a-z_]{1,8}", fullmatch=True), hs.immutables, max_size=4
+        ),
+        extra=hs.common_extras,
+        created=st.one_of(st.floats(), st.integers(min_value=-(10**12), max_value=10**19)),
+        exception=st.booleans(),
+    )
+    def test_contexts_created_and_exceptions(
+        self, context: dict[str, object], extra: dict[str, object], created: float, exception: bool
+    ) -> None:
+        converter = RecordConverter(max_field_chars=200)
+        context = {k: v for k, v in context.items() if k not in hs.RESERVED}
+        with log_context(
+            **{k: v for k, v in context.items() if k not in ("iteration", "exit_code")}
+        ):
+            r = record("m %s", ("x",), extra)
+            r.created = created
+            if exception:
+                try:
+                    raise ValueError("boom")
+                except ValueError:
+                    r.exc_info = sys.exc_info()
+            assert converter.capture(r) == converter.full_capture(r)
+
+    @SETTINGS
+    @given(fmt=st.sampled_from(["plain", "n=%d", "%s and %s"]), extra=hs.common_extras)
+    def test_the_common_record_takes_the_fast_path(
+        self, fmt: str, extra: dict[str, object]
+    ) -> None:
+        converter = CountingConverter()
+        extra.pop(CONTEXT_ATTRIBUTE, None)  # ContextFilter's snapshot: the full path's
+        args = (1, "two")[: fmt.count("%")] or None
+        snapshot = converter.capture(record(fmt, args, extra))
+        assert converter.full == 0
+        assert snapshot == converter.full_capture(record(fmt, args, extra))._replace(
+            created=snapshot.created
+        )
+
+    def test_any_other_record_takes_the_full_path(self) -> None:
+        converter = CountingConverter()
+        converter.capture(record({"pino": 1}, None, {}))  # a mapping as the message
+        converter.capture(record("m", None, {"items": [1]}))  # a mutable extra
+        converter.capture(record("%d", ("x",), {}))  # args that do not fit
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            r = record("m", None, {})
+            r.exc_info = sys.exc_info()
+        converter.capture(r)
+        assert converter.full == 4
+
+
+def test_mypy_catches_a_slot_mix_up(tmp_path: Path) -> None:
+    """The snapshot is typed slot by slot (issue 22, point 1): two slots swapped at
+    construction are a type error, not a silent mix-up."""
+    module = tmp_path / "swapped.py"
+    module.write_text(
+        "from genesis_logging._codec import Snapshot\n\n\n"
+        "def fine() -> Snapshot:\n"
+        "    return Snapshot(1.0, 'INFO', 'm', None, None, None, None, '', True, ())\n\n\n"
+        "def swapped() -> Snapshot:\n"
+        "    return Snapshot('INFO', 1.0, 'm', None, None, None, None, '', True, ())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(module)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    errors = [line for line in done.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 2, done.stdout  # in swapped(), none in fine()
+    assert 'swapped.py:9: error: Argument 1 to "Snapshot" has incompatible type "str"' in errors[0]
+    assert (
+        'swapped.py:9: error: Argument 2 to "Snapshot" has incompatible type "float"' in errors[1]
+    )

@@ -50,6 +50,52 @@ def queue(**options: Any) -> BatchQueue:
     return BatchQueue(**options)
 
 
+class TestLockFreePut:
+    """The common ``put`` takes no lock (issue 24, point 2): the ledger is exact at every
+    read all the same, with callers, a consumer and a reader in threads of their own."""
+
+    @pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest", "block", "spool"])
+    def test_the_ledger_balances_at_every_read_under_concurrent_puts(self, policy: str) -> None:
+        q = queue(capacity=500, batch_size=50, flush_interval=0.001, policy=policy)
+        done = threading.Event()
+        reads: list[bool] = []
+
+        def call(n: int) -> None:
+            for i in range(3000):
+                put = q.put(row(n * 10_000 + i))
+                if put.spill is not None:  # the spool policy: this caller writes it
+                    q.settle(put.spill, Outcome(spooled=len(put.spill.rows)))
+
+        def consume() -> None:
+            while not done.is_set() or q.snapshot()["queue_depth"]:
+                batch = q.take(until=time.monotonic() + 0.01)
+                if batch is not None:
+                    q.settle(batch, Outcome(sent=len(batch.rows)))
+
+        def read() -> None:
+            while not done.is_set():
+                reads.append(balanced(q))
+
+        callers = [threading.Thread(target=call, args=(n,)) for n in range(4)]
+        helpers = [threading.Thread(target=consume), threading.Thread(target=read)]
+        for thread in [*helpers, *callers]:
+            thread.start()
+        for thread in callers:
+            thread.join()
+        done.set()
+        for thread in helpers:
+            thread.join()
+        leftovers = q.leftovers()
+        if leftovers is not None:
+            q.settle(leftovers, Outcome(sent=len(leftovers.rows)))
+        assert len(reads) > 10
+        assert all(reads)
+        ledger = q.snapshot()
+        assert ledger["counts"]["emitted"] == 12_000
+        assert ledger["pending"] == 0
+        assert balanced(q)
+
+
 class TestBatchQueue:
     """Batches by count, interval and flush; the four policies; settlement once per batch."""
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import ast
+import json
+import os
 import pathlib
+import shutil
+import subprocess
+import sys
 
 from genesis_logging.schema import (
     CONTEXT_FIELDS,
@@ -11,6 +16,7 @@ from genesis_logging.schema import (
     FIELDS,
     SEED_FIELDS,
     SETTABLE_FIELDS,
+    Source,
 )
 
 SEED_COLUMNS = [
@@ -74,3 +80,83 @@ class TestNothingElseListsTheFields:
                         if isinstance(elt, ast.Constant) and isinstance(elt.value, str)
                     }
                     assert len(literal & names) < 3, f"{path.name} lists fields: {literal & names}"
+
+    def test_the_record_to_row_code_names_no_record_field(self) -> None:
+        """The formatter, the row codec and the columns find the fields taken from the
+        record through the schema's extractors, never by spelling their names."""
+        package = pathlib.Path(__file__).parents[1] / "genesis_logging"
+        names = {f.name for f in FIELDS if f.source is Source.RECORD}
+        for module in ("_codec.py", "_columns.py", "formatter.py", "handler.py"):
+            tree = ast.parse((package / module).read_text())
+            spelled = {
+                node.value
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Constant) and node.value in names
+            }
+            assert not spelled, f"{module} spells record fields: {sorted(spelled)}"
+
+
+ADDED_FIELDS = """\
+    Field("thread", "String", _STR, _S, False, "thread name", repeats=True, record_attribute="threadName"),
+    Field("line", "UInt32", Kind.UINT32, _S, False, "source line", record_attribute="lineno"),
+"""
+
+SEE_THE_NEW_FIELDS = """
+import json, logging, threading
+from genesis_logging import GenesisJsonFormatter
+from genesis_logging._codec import RecordConverter
+from genesis_logging._columns import ColumnBuilder
+from genesis_logging.ddl import create_table_sql
+
+threading.current_thread().name = "worker-7"
+record = logging.getLogger("app").makeRecord("app", logging.INFO, "f.py", 42, "hi %s", ("x",), None,
+                                             extra={"spec_id": "spec_1"})
+converter = RecordConverter()
+block = ColumnBuilder(converter).build([converter.capture(record)])
+print(json.dumps({
+    "line": json.loads(GenesisJsonFormatter().format(record)),
+    "columns": {name: block.column(name) for name in ("thread", "line", "logger", "message")},
+    "row": block[0],
+    "ddl": create_table_sql(),
+}))
+"""
+
+
+class TestARecordFieldInSchemaOnly:
+    """A field taken from the LogRecord is one line in schema.py: the console line, the
+    columns and the DDL follow (issue 22, point 2). The package is copied and only its
+    schema.py edited, as a maintainer would."""
+
+    def test_two_new_record_fields_reach_every_output(self, tmp_path: pathlib.Path) -> None:
+        package = pathlib.Path(__file__).parents[1] / "genesis_logging"
+        copy = tmp_path / "genesis_logging"
+        shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        schema = copy / "schema.py"
+        text = schema.read_text()
+        anchor = '    Field("exception",'
+        assert anchor in text
+        schema.write_text(text.replace(anchor, ADDED_FIELDS + anchor, 1))
+        done = subprocess.run(
+            [sys.executable, "-c", SEE_THE_NEW_FIELDS],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        )
+        assert done.returncode == 0, done.stderr
+        seen = json.loads(done.stdout)
+        assert seen["line"]["thread"] == "worker-7"
+        assert seen["line"]["line"] == 42
+        keys = list(seen["line"])
+        assert keys.index("logger") < keys.index("thread") < keys.index("line")  # schema order
+        assert seen["columns"] == {
+            "thread": ["worker-7"],
+            "line": [42],
+            "logger": ["app"],
+            "message": ["hi x"],
+        }
+        assert seen["row"]["thread"] == "worker-7"
+        assert seen["row"]["line"] == 42
+        assert "    thread LowCardinality(String) COMMENT 'thread name',\n" in seen["ddl"]
+        assert "    line UInt32 COMMENT 'source line',\n" in seen["ddl"]
