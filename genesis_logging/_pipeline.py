@@ -219,8 +219,6 @@ class BatchPipeline(Generic[T]):
         """Count a row that could not even be queued."""
         self._queue.drop(reason)
 
-    # -- the worker ------------------------------------------------------------------------
-
     def _loop(self) -> None:
         queue = self._queue
         while not (queue.closing and self._abort.is_set()):

@@ -8,6 +8,7 @@ replayer). Nothing in a logging call does I/O.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from collections.abc import Sequence
@@ -43,8 +44,11 @@ from .transport import ClickHouseInserter, Inserter
 __all__ = ["QUEUE_FULL_POLICIES", "ClickHouseHandler"]
 
 _DEFERRED_ROUNDS = 8  # rounds of records logged during a logging call (signal handlers)
-#: The parameters of ``__init__`` that are not options of the configuration.
-_NOT_OPTIONS = frozenset({"self", "level", "inserter", "__class__"})
+#: The parameters of ``__init__`` that are not options of the configuration: the stdlib
+#: ``Handler``'s own (``level``), and the inserter.
+_NOT_OPTIONS = frozenset(
+    {*inspect.signature(logging.Handler.__init__).parameters, "inserter", "__class__"}
+)
 
 
 def _holds_logging_lock() -> bool:
