@@ -18,7 +18,8 @@ from itertools import chain
 from operator import itemgetter, methodcaller
 from typing import Any, Final, overload
 
-from ._codec import EARLIEST, LATEST, LEVELS, TAKEN_FIELDS, RecordConverter, Row, Snapshot
+from ._codec import Row
+from ._convert import EARLIEST, LATEST, LEVELS, TAKEN_FIELDS, RecordConverter, Snapshot
 from ._values import clean_text, to_attribute
 from .schema import FIELDS, RULE_FIELDS, SETTABLE_FIELDS, Kind, Rule
 

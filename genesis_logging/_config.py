@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
-from ._codec import DEFAULT_MAX_FIELD_CHARS
+from ._convert import DEFAULT_MAX_FIELD_CHARS
 from .errors import ConfigurationError
 from .settings import ConnectionSettings
 from .signals import check_signal_names

@@ -25,7 +25,7 @@ from ._deliver import Deliverer
 from ._policies import Cooldown, ReplayBackoff, RetryPolicy
 from ._queue import ACCEPTED, BatchQueue
 from ._replay import SpoolReplayer
-from ._report import Reporter
+from ._warnings import Reporter
 from ._worker import Worker
 from .backend import Backend
 from .spool import Spool

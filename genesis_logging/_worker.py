@@ -1,6 +1,7 @@
-"""The delivery thread, and nothing else: started lazily, once per process.
+"""The delivery thread, and nothing else: one per pipeline (a handler), started lazily.
 
-The parent's thread does not exist in a forked child: the pipeline makes a new Worker there. When no thread can be started any more
+The parent's thread does not exist in a forked child: the pipeline makes a new Worker
+there. When no thread can be started any more
 (interpreter shutdown), :meth:`Worker.start` says so and the pipeline delivers inline.
 """
 

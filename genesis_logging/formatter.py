@@ -8,7 +8,8 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from ._codec import DEFAULT_MAX_FIELD_CHARS, RecordConverter, one_shot, row_to_json_object
+from ._codec import one_shot, row_to_json_object
+from ._convert import DEFAULT_MAX_FIELD_CHARS, RecordConverter
 
 __all__ = ["GenesisJsonFormatter"]
 

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import _guard
-from ._codec import RecordConverter
 from ._columns import ColumnBuilder
 from ._config import (
     DEFAULT_BATCH_SIZE,
@@ -32,8 +31,9 @@ from ._config import (
     QUEUE_FULL_POLICIES,
     HandlerConfig,
 )
+from ._convert import RecordConverter
 from ._pipeline import BatchPipeline
-from ._report import Reporter
+from ._warnings import Reporter
 from .backend import Backend
 from .errors import ConfigurationError
 from .settings import ConnectionSettings
@@ -249,7 +249,8 @@ class ClickHouseHandler(logging.Handler):
             owner.discard_deferred(later)
 
     def submit_deferred(self, record: logging.LogRecord) -> None:
-        """Capture and queue ``record``; errors go to ``handleError``, and a record that
+        """A record set aside during another call (a signal handler's), after it: capture
+        and queue it (``emit`` does the same inline); errors go to ``handleError``, and a record that
         cannot even be captured (a mapping whose ``items()`` raises) is counted as
         dropped (``capture_failed``)."""
         try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final, TypeVar
 
-from ._codec import DEFAULT_MAX_FIELD_CHARS
+from ._convert import DEFAULT_MAX_FIELD_CHARS
 from .context import ENVIRONMENT_FIELDS, AsyncAwareDecorator, log_context
 
 __all__ = [

@@ -473,7 +473,7 @@ _LOGIN_REFUSED: Final = frozenset({192, 193, 194, 516})
 def server_error_cause(error: BaseException, settings: ConnectionSettings, table: str) -> str:
     """Why the server refused, in words (never the password), for an error met while
     logging in or reading ``table``."""
-    from ._report import describe_error
+    from ._warnings import describe_error
 
     user, database = settings.user, settings.database
     code = getattr(error, "code", None)

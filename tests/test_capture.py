@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from genesis_logging import log_context
-from genesis_logging._codec import RecordConverter
+from genesis_logging._convert import RecordConverter
 from genesis_logging.context import CONTEXT_ATTRIBUTE
 
 from . import strategies as hs

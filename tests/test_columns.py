@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from genesis_logging import log_context
-from genesis_logging._codec import RecordConverter, Row, Snapshot
+from genesis_logging._codec import Row
 from genesis_logging._columns import ColumnBlock, ColumnBuilder
+from genesis_logging._convert import RecordConverter, Snapshot
 from genesis_logging.schema import FIELD_NAMES, FIELDS
 
 from . import strategies as hs

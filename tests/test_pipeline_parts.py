@@ -395,7 +395,7 @@ class TestConversionFault:
     def test_counted_as_internal_error_and_the_next_batch_is_delivered(self) -> None:
         from genesis_logging._config import HandlerConfig
         from genesis_logging._pipeline import BatchPipeline
-        from genesis_logging._report import Reporter
+        from genesis_logging._warnings import Reporter
         from genesis_logging.settings import ConnectionSettings
 
         def to_rows(items: list[Any]) -> list[Row]:

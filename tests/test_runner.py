@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from genesis_logging._codec import DEFAULT_MAX_FIELD_CHARS
+from genesis_logging._convert import DEFAULT_MAX_FIELD_CHARS
 from genesis_logging.runner import (
     EXIT_NOT_STARTED,
     EXIT_TIMEOUT,

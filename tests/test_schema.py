@@ -86,7 +86,7 @@ class TestNothingElseListsTheFields:
         record through the schema's extractors, never by spelling their names."""
         package = pathlib.Path(__file__).parents[1] / "genesis_logging"
         names = {f.name for f in FIELDS if f.source is Source.RECORD}
-        for module in ("_codec.py", "_columns.py", "formatter.py", "handler.py"):
+        for module in ("_convert.py", "_codec.py", "_columns.py", "formatter.py", "handler.py"):
             tree = ast.parse((package / module).read_text())
             spelled = {
                 node.value
@@ -104,7 +104,7 @@ ADDED_FIELDS = """\
 SEE_THE_NEW_FIELDS = """
 import json, logging, threading
 from genesis_logging import GenesisJsonFormatter
-from genesis_logging._codec import RecordConverter
+from genesis_logging._convert import RecordConverter
 from genesis_logging._columns import ColumnBuilder
 from genesis_logging.ddl import create_table_sql
 

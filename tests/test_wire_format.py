@@ -22,8 +22,9 @@ from clickhouse_driver.bufferedwriter import BufferedSocketWriter
 from clickhouse_driver.connection import ServerInfo
 from clickhouse_driver.streams.native import BlockOutputStream
 
-from genesis_logging._codec import RecordConverter, Row
+from genesis_logging._codec import Row
 from genesis_logging._columns import ColumnBlock, ColumnBuilder
+from genesis_logging._convert import RecordConverter
 from genesis_logging.ddl import create_database_sql, create_table_sql
 from genesis_logging.schema import FIELDS_BY_NAME
 from genesis_logging.settings import ConnectionSettings

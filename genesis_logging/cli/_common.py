@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from genesis_logging._report import describe_error
+from genesis_logging._warnings import describe_error
 from genesis_logging.errors import ConfigurationError
 from genesis_logging.settings import ConnectionSettings
 from genesis_logging.store import QueryResult, ServerStore, Store, open_store
