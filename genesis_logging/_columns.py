@@ -6,7 +6,7 @@ of snapshots becomes one list per schema field. Every value that needs no rule (
 is taken as it is, column by column; a record holding anything else — a value to
 coerce, a key to clean, a text to cut, a message that failed — is converted by
 :meth:`RecordConverter.from_snapshot`, the very rules of the console, and its values are
-put in place. ``tests/test_columns.py`` proves both give the same columns.
+put in place. ``tests/handler/test_columns.py`` proves both give the same columns.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every handler option: its default, its validation, once, into a frozen value.
 
 The defaults are the constants below (the handler's signature uses them, and
-``tests/test_configuration_reference.py`` holds the signature, this class and
+``tests/house/test_configuration_reference.py`` holds the signature, this class and
 ``docs/configuration.md`` to one another). Every mistake is a :class:`ConfigurationError`
 at configuration time, never in a logging call: wrong types, negative, NaN and infinite
 numbers, an unknown policy, and options that contradict each other.

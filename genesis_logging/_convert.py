@@ -375,7 +375,7 @@ class RecordConverter(_Rules):
         The common record — a plain ``LogRecord``, a ``str`` message, no exception, no
         ``ContextFilter`` snapshot, ``extra=`` of ``str`` keys and immutable values — is
         taken here in a few steps; any other goes through :meth:`full_capture`, which
-        gives the same snapshot for the common record too (``tests/test_capture.py``).
+        gives the same snapshot for the common record too (``tests/handler/test_capture_equals_conversion.py``).
         """
         msg = record.msg
         state = record.__dict__

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from genesis_logging import GenesisJsonFormatter
+from tests.support.captured import Captured, make_captured
 
 
 @pytest.fixture(autouse=True)
@@ -43,40 +40,6 @@ def _reset_logging() -> Iterator[None]:
             lg.disabled = False
 
 
-@dataclass
-class Captured:
-    """A logger writing genesis JSON lines into memory."""
-
-    logger: logging.Logger
-    stream: io.StringIO
-    formatter: GenesisJsonFormatter
-    handler: logging.Handler
-    _read: int = field(default=0)
-
-    def lines(self) -> list[str]:
-        return self.stream.getvalue().splitlines()
-
-    def records(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.lines()]
-
-    def one(self) -> dict[str, Any]:
-        records = self.records()
-        assert len(records) == 1, records
-        return records[0]
-
-
-def make_captured(name: str = "test.captured", **formatter_options: Any) -> Captured:
-    stream = io.StringIO()
-    formatter = GenesisJsonFormatter(**formatter_options)
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(formatter)
-    logger = logging.getLogger(name)
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    return Captured(logger, stream, formatter, handler)
-
-
 @pytest.fixture
 def captured() -> Captured:
     """A DEBUG logger with a :class:`GenesisJsonFormatter` writing to memory."""
@@ -98,7 +61,7 @@ def chdb_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 # -- real ClickHouse servers ---------------------------------------------------------------
 
-from .clickhouse_server import (  # noqa: E402
+from tests.support.server import (  # noqa: E402
     LocalServer,
     Target,
     external_target,

@@ -21,8 +21,8 @@ from genesis_logging import ClickHouseHandler
 from genesis_logging.ddl import SHARDING_KEY
 from genesis_logging.settings import ConnectionSettings
 from genesis_logging.transport import ClickHouseInserter
-from tests.clickhouse_cluster import CLUSTER, Cluster, Replica, running_cluster
-from tests.fakes import run_cli, wait_until
+from tests.support.cluster import CLUSTER, Cluster, Replica, running_cluster
+from tests.support.fakes import run_cli, wait_until
 from tests.test_loop_on_tables import Project, assert_loop_answers
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from pathlib import Path
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from tests.fakes import run_cli
+from tests.support.fakes import run_cli
 
 FIRST_START_TIMEOUT = 1200.0  # seconds: a cold uv cache downloads the server's environment
 

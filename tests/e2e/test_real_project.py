@@ -30,7 +30,7 @@ from typing import Any, Final
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from tests.fakes import clean_env
+from tests.support.fakes import clean_env
 
 PROJECT: Final = "more-itertools"
 VERSION: Final = "11.2.1"  # pinned: the bug below is a line of this version's split_at

@@ -27,8 +27,8 @@ from typing import Final
 
 import pytest
 
-from tests.clickhouse_server import LocalServer, Target, free_port
-from tests.fakes import clean_env
+from tests.support.fakes import clean_env
+from tests.support.server import LocalServer, Target, free_port
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 SERVICES_DOC: Final = ROOT / "docs" / "services.md"

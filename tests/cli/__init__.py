@@ -1,0 +1,1 @@
+"""The other commands: schema, init, doctor; what the command line prints."""

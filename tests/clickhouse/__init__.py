@@ -1,0 +1,1 @@
+"""Against a real ClickHouse (the server the suite starts, or chDB)."""

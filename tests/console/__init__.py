@@ -1,0 +1,1 @@
+"""The console track: the formatter, context, setup_logging, attach_handler."""

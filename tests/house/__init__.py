@@ -1,0 +1,1 @@
+"""The house rules: architecture, layout, docs and examples that run."""

@@ -1,0 +1,1 @@
+"""The process's life: exit, signals, fork, reconfiguration, servers' stops."""

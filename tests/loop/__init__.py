@@ -1,0 +1,1 @@
+"""The TDD loop: run, the pytest plugin, the questions the assistant asks."""

@@ -1,0 +1,1 @@
+"""The spool: files, claims, replay, the handler spooling, the spool commands."""
