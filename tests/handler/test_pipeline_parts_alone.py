@@ -35,7 +35,8 @@ def balanced(queue: BatchQueue) -> bool:
 
 
 def _blocked_in(thread: threading.Thread, function: str) -> bool:
-    """Whether ``thread`` is inside ``function`` right now (its stack, not a guess)."""
+    """Whether ``thread`` is inside ``function`` right now (its stack, not a guess); only
+    public names are asked for (the stdlib's ``Condition.wait``), never ours."""
     frame = sys._current_frames().get(thread.ident or -1)
     while frame is not None:
         if frame.f_code.co_name == function:
@@ -172,7 +173,7 @@ class TestBatchQueue:
         q.put(row(0))
         waiter = threading.Thread(target=q.put, args=(row(1),))
         waiter.start()
-        wait_until(lambda: _blocked_in(waiter, "_wait_for_room"))
+        wait_until(lambda: _blocked_in(waiter, "wait"))  # threading.Condition.wait: no room yet
         assert q.snapshot()["counts"]["emitted"] == 1
         assert balanced(q)
         q.close()
