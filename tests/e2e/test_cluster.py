@@ -23,7 +23,7 @@ from genesis_logging.settings import ConnectionSettings
 from genesis_logging.transport import ClickHouseInserter
 from tests.support.cluster import CLUSTER, Cluster, Replica, running_cluster
 from tests.support.fakes import run_cli, wait_until
-from tests.test_loop_on_tables import Project, assert_loop_answers
+from tests.support.loop_project import Project, assert_loop_answers
 
 pytestmark = pytest.mark.integration
 
