@@ -28,6 +28,7 @@ from ._replay import SpoolReplayer
 from ._warnings import Reporter
 from ._worker import Worker
 from .backend import Backend
+from .signals import keep_signals_for_the_main_thread
 from .spool import Spool
 from .transport import Inserter, as_backend
 
@@ -369,6 +370,7 @@ class BatchPipeline(Generic[T]):
             self._spool_leftovers()
 
     def _wind_down(self) -> None:
+        keep_signals_for_the_main_thread()
         entered = _guard.enter(defer=False)
         try:
             self._wait_then_stop()

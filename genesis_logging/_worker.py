@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 
 from . import _guard
+from .signals import keep_signals_for_the_main_thread
 
 __all__ = ["Worker"]
 
@@ -54,6 +55,7 @@ class Worker:
             return True
 
     def _run(self) -> None:
+        keep_signals_for_the_main_thread()
         _guard.enter(defer=False)  # everything this thread logs is ours: never queued
         try:
             self._loop()

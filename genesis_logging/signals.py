@@ -40,10 +40,12 @@ from .errors import ConfigurationError, GenesisLoggingWarning
 __all__ = [
     "DRAIN_SIGNALS",
     "SIGTERM_EXIT_CODE",
+    "STOP_SIGNALS",
     "check_signal_names",
     "exit_on_sigterm",
     "flush_handlers",
     "install_drain_hooks",
+    "keep_signals_for_the_main_thread",
     "watch_signals",
 ]
 
@@ -71,6 +73,29 @@ class Drainable(Protocol):
     def drain(self, timeout: float | None = None) -> bool: ...
 
     def close(self) -> None: ...
+
+
+#: Signals a process is asked to stop (or reload) by, and the timers' signals.
+STOP_SIGNALS: Final = frozenset(
+    getattr(signal, name)
+    for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
+    if hasattr(signal, name)
+)
+
+
+def keep_signals_for_the_main_thread() -> None:
+    """Block :data:`STOP_SIGNALS` in the calling thread (one of ours), so the kernel hands
+    them to the main thread.
+
+    Python runs signal handlers in the main thread only, when it next gets to run. A
+    signal the kernel gave to one of our threads leaves a main thread blocked in a C
+    call (a pool worker waiting for a lock a killed sibling held) asleep for ever: the
+    handler — ``drain_on_signals``' hook, or the server's own — never ran, and the
+    process never ended. Delivered to the main thread, the call is interrupted and the
+    handler runs.
+    """
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
 
 def check_signal_names(names: tuple[str, ...]) -> None:
@@ -236,6 +261,8 @@ def _deliver(
     settled: list[bool] = []
 
     def settle(handler: Drainable) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            keep_signals_for_the_main_thread()
         if close:
             handler.close()  # at once when a close is under way already (this thread's,
             # interrupted by the signal, or dictConfig's): the drain below waits for it
