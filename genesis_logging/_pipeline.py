@@ -370,7 +370,7 @@ class BatchPipeline(Generic[T]):
             self._spool_leftovers()
 
     def _wind_down(self) -> None:
-        keep_signals_for_the_main_thread()
+        keep_signals_for_the_main_thread()  # when this is the closer thread (not the caller's)
         entered = _guard.enter(defer=False)
         try:
             self._wait_then_stop()

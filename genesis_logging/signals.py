@@ -94,6 +94,8 @@ def keep_signals_for_the_main_thread() -> None:
     process never ended. Delivered to the main thread, the call is interrupted and the
     handler runs.
     """
+    if threading.current_thread() is threading.main_thread():
+        return  # the caller's own thread (a close that waits): it must keep taking them
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
@@ -261,8 +263,7 @@ def _deliver(
     settled: list[bool] = []
 
     def settle(handler: Drainable) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            keep_signals_for_the_main_thread()
+        keep_signals_for_the_main_thread()
         if close:
             handler.close()  # at once when a close is under way already (this thread's,
             # interrupted by the signal, or dictConfig's): the drain below waits for it
