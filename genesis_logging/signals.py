@@ -109,7 +109,9 @@ class _Hook:
 
     def __call__(self, signum: int, frame: FrameType | None) -> Any:
         previous = self.previous
-        ending = not callable(previous) and previous is not signal.SIG_IGN
+        # The default ends the process, except for PID 1 (a container's init), whose
+        # defaulted signals the kernel ignores: the process lives on, and so do its handlers.
+        ending = not callable(previous) and previous is not signal.SIG_IGN and os.getpid() != 1
         if not self.draining:  # a second signal while we drain: go on at once
             self.draining = True
             try:
