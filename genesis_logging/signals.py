@@ -16,7 +16,9 @@ Two answers live here:
   goes on to whatever was there before us: a Python handler is called; the default
   disposition is put back and the signal raised again, so the process still ends by the
   signal (a shell reports 143 for ``SIGTERM``, 130 for ``SIGINT``); ``SIGINT``'s default
-  handler raises ``KeyboardInterrupt``. The signal's meaning is never swallowed.
+  handler raises ``KeyboardInterrupt``. The signal's meaning is never swallowed. (A
+  signal that finds its thread holding logging's lock — ``dictConfig`` — comes back the
+  moment it is released: the worker takes that lock to log.)
 * :func:`exit_on_sigterm` for a plain script that handles no signal: ``SIGTERM``
   becomes ``sys.exit(143)``, a normal exit that runs ``logging.shutdown()``.
 """
@@ -99,6 +101,7 @@ class _Hook:
         self.previous: SignalHandler = signal.SIG_DFL
         self.watchers: weakref.WeakSet[Drainable] = weakref.WeakSet()
         self.draining = False
+        self.deferred = False  # sent again once this thread let go of logging's lock
 
     def live(self) -> list[Drainable]:
         return [h for h in list(self.watchers) if not getattr(h, "_closed", False)]
@@ -108,6 +111,11 @@ class _Hook:
             self.watchers.discard(closed)
 
     def __call__(self, signum: int, frame: FrameType | None) -> Any:
+        if not self.deferred and _holds_logging_lock():
+            self.deferred = True  # back here in a moment, once it is released
+            if _defer(signum, self.live()):
+                return None
+        self.deferred = False
         previous = self.previous
         # The default ends the process, except for PID 1 (a container's init), whose
         # defaulted signals the kernel ignores: the process lives on, and so do its handlers.
@@ -128,6 +136,33 @@ class _Hook:
 
 
 _HOOKS: dict[int, _Hook] = {}
+
+
+def _holds_logging_lock() -> bool:
+    """Whether this thread holds the logging module's lock (``dictConfig``, ``getLogger``)."""
+    is_owned = getattr(logging._lock, "_is_owned", None)  # type: ignore[attr-defined]
+    return bool(is_owned()) if is_owned is not None else False
+
+
+def _defer(signum: int, watchers: list[Drainable]) -> bool:
+    """The signal interrupted a thread holding logging's lock, which the worker takes to
+    log (a logger's first call after ``dictConfig``): no drain could progress before the
+    hook returns. Send the signal again once the lock is free (or the budget is spent);
+    ``False`` when no thread can be started for it."""
+    handlers = _open_handlers(watchers)
+    budget = max((h.config.shutdown_timeout for h in handlers), default=_DEFAULT_BUDGET)
+
+    def send_again() -> None:
+        if logging._lock.acquire(timeout=budget):  # type: ignore[attr-defined]
+            logging._lock.release()  # type: ignore[attr-defined]
+        os.kill(os.getpid(), signum)
+
+    # Not a daemon: an interpreter that ends meanwhile waits for it, then gets the signal.
+    try:
+        threading.Thread(target=send_again, name="genesis-logging-resignal").start()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _in_main_thread() -> bool:

@@ -115,6 +115,45 @@ class TestPidOne:
         assert spooled(spool) == 15
 
 
+class TestSignalWhileLoggingIsLocked:
+    """The signal lands while the main thread holds logging's lock (``dictConfig`` closing
+    the old handler, ``getLogger``): the worker needs that lock for its first log call."""
+
+    def test_a_reconfiguration_interrupted_by_sigterm_spools_the_old_queue(
+        self, tmp_path: Path
+    ) -> None:
+        """Before the fix the hook waited for the old handler's closer, whose worker waited
+        for the lock the interrupted ``dictConfig`` held: after its 6 s the process died
+        by the signal with the closer still waiting — the 20 records lost (0 spooled)."""
+        spool = tmp_path / "spool"
+        done = run(
+            tmp_path,
+            f"""
+            import logging.config
+            make({str(spool)!r}, drain_on_signals=["SIGTERM"], shutdown_timeout=30)
+            for i in range(20):
+                log.info("r%d", i)
+
+            class Console(logging.StreamHandler):
+                def __init__(self):
+                    super().__init__()
+                    os.kill(os.getpid(), signal.SIGTERM)  # mid-dictConfig
+
+            logging.config.dictConfig({{  # closes the ClickHouseHandler (a closer thread)
+                "version": 1, "disable_existing_loggers": False,
+                "handlers": {{"console": {{"()": Console}}}},
+                "root": {{"handlers": ["console"]}},
+            }})
+            time.sleep(30)  # the signal comes back once dictConfig let go of the lock
+            print("not reached")
+            """,
+            timeout=25,  # the old handler's 30 s would not fit
+        )
+        assert done.returncode == -signal.SIGTERM, done.stderr
+        assert "not reached" not in done.stdout
+        assert spooled(spool) == 20
+
+
 def _imbalance(queue: BatchQueue[Any]) -> int:
     ledger = queue.snapshot()
     counts = ledger["counts"]
