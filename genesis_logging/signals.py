@@ -111,9 +111,10 @@ class _Hook:
             self.watchers.discard(closed)
 
     def __call__(self, signum: int, frame: FrameType | None) -> Any:
-        if not self.deferred and _holds_logging_lock():
-            self.deferred = True  # back here in a moment, once it is released
-            if _defer(signum, self.live()):
+        held = [] if self.deferred else _logging_locks_held()
+        if held:
+            self.deferred = True  # back here in a moment, once they are released
+            if _defer(signum, self.live(), held):
                 return None
         self.deferred = False
         previous = self.previous
@@ -138,23 +139,29 @@ class _Hook:
 _HOOKS: dict[int, _Hook] = {}
 
 
-def _holds_logging_lock() -> bool:
-    """Whether this thread holds the logging module's lock (``dictConfig``, ``getLogger``)."""
-    is_owned = getattr(logging._lock, "_is_owned", None)  # type: ignore[attr-defined]
-    return bool(is_owned()) if is_owned is not None else False
+def _logging_locks_held() -> list[Any]:
+    """The locks of ``logging`` this thread holds: the module's (``dictConfig``, a first
+    ``getLogger``) and those of handlers (a console handler writing a line)."""
+    handlers = [ref() for ref in list(logging._handlerList)]  # type: ignore[attr-defined]
+    locks = [logging._lock, *(getattr(h, "lock", None) for h in handlers)]  # type: ignore[attr-defined]
+    return [lock for lock in locks if getattr(lock, "_is_owned", lambda: False)()]
 
 
-def _defer(signum: int, watchers: list[Drainable]) -> bool:
-    """The signal interrupted a thread holding logging's lock, which the worker takes to
-    log (a logger's first call after ``dictConfig``): no drain could progress before the
-    hook returns. Send the signal again once the lock is free (or the budget is spent);
-    ``False`` when no thread can be started for it."""
+def _defer(signum: int, watchers: list[Drainable], held: list[Any]) -> bool:
+    """The signal interrupted a thread holding ``held``, which the worker takes to log
+    (the driver's warnings go through the console handler; a logger's first call after
+    ``dictConfig`` takes the module's lock): no drain could progress before the hook
+    returns. Send the signal again once they are free (or the budget is spent); ``False``
+    when no thread can be started for it."""
     handlers = _open_handlers(watchers)
-    budget = max((h.config.shutdown_timeout for h in handlers), default=_DEFAULT_BUDGET)
+    deadline = time.monotonic() + max(
+        (h.config.shutdown_timeout for h in handlers), default=_DEFAULT_BUDGET
+    )
 
     def send_again() -> None:
-        if logging._lock.acquire(timeout=budget):  # type: ignore[attr-defined]
-            logging._lock.release()  # type: ignore[attr-defined]
+        for lock in held:
+            if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                lock.release()
         os.kill(os.getpid(), signum)
 
     # Not a daemon: an interpreter that ends meanwhile waits for it, then gets the signal.

@@ -153,6 +153,36 @@ class TestSignalWhileLoggingIsLocked:
         assert "not reached" not in done.stdout
         assert spooled(spool) == 20
 
+    def test_a_sigterm_while_the_console_writes_a_line_costs_no_timeout(
+        self, tmp_path: Path
+    ) -> None:
+        """The console handler's lock is held by the interrupted thread; the driver warns
+        through that handler when the server refuses. Before the fix the stop took the
+        whole ``shutdown_timeout`` (31 s for 30; killed by the timeout below), after it
+        0.7 s."""
+        spool = tmp_path / "spool"
+        done = run(
+            tmp_path,
+            f"""
+            make({str(spool)!r}, drain_on_signals=["SIGTERM"], shutdown_timeout=30)
+
+            class Console(logging.StreamHandler):
+                def emit(self, record):
+                    if record.getMessage() == "stop":
+                        os.kill(os.getpid(), signal.SIGTERM)  # this handler's lock held
+                    super().emit(record)
+
+            logging.getLogger().addHandler(Console(sys.stdout))
+            for i in range(20):
+                log.info("r%d", i)
+            log.info("stop")
+            time.sleep(60)
+            """,
+            timeout=20,
+        )
+        assert done.returncode == -signal.SIGTERM, done.stderr
+        assert spooled(spool) == 21
+
 
 def _imbalance(queue: BatchQueue[Any]) -> int:
     ledger = queue.snapshot()
