@@ -17,8 +17,8 @@ Two answers live here:
   disposition is put back and the signal raised again, so the process still ends by the
   signal (a shell reports 143 for ``SIGTERM``, 130 for ``SIGINT``); ``SIGINT``'s default
   handler raises ``KeyboardInterrupt``. The signal's meaning is never swallowed. (A
-  signal that finds its thread holding logging's lock — ``dictConfig`` — comes back the
-  moment it is released: the worker takes that lock to log.)
+  signal that finds its thread holding a lock of ``logging``, which the worker takes to
+  log, is drained by a helper thread once the lock is released, then sent again.)
 * :func:`exit_on_sigterm` for a plain script that handles no signal: ``SIGTERM``
   becomes ``sys.exit(143)``, a normal exit that runs ``logging.shutdown()``.
 """
@@ -101,7 +101,6 @@ class _Hook:
         self.previous: SignalHandler = signal.SIG_DFL
         self.watchers: weakref.WeakSet[Drainable] = weakref.WeakSet()
         self.draining = False
-        self.deferred = False  # sent again once this thread let go of logging's lock
 
     def live(self) -> list[Drainable]:
         return [h for h in list(self.watchers) if not getattr(h, "_closed", False)]
@@ -111,16 +110,18 @@ class _Hook:
             self.watchers.discard(closed)
 
     def __call__(self, signum: int, frame: FrameType | None) -> Any:
-        held = [] if self.deferred else _logging_locks_held()
-        if held:
-            self.deferred = True  # back here in a moment, once they are released
-            if _defer(signum, self.live(), held):
-                return None
-        self.deferred = False
         previous = self.previous
         # The default ends the process, except for PID 1 (a container's init), whose
         # defaulted signals the kernel ignores: the process lives on, and so do its handlers.
         ending = not callable(previous) and previous is not signal.SIG_IGN and os.getpid() != 1
+        held = [] if callable(previous) else _logging_locks_held()
+        if held and _drain_once_free(signum, self.live(), held, ending=ending):
+            # The worker may need those locks to log: nothing drains before we return.
+            # A helper drains once they are free; its signal then ends the process. (A
+            # Python handler is promised the drain before it runs: it waits here.)
+            if ending:
+                signal.signal(signum, signal.SIG_DFL)
+            return None
         if not self.draining:  # a second signal while we drain: go on at once
             self.draining = True
             try:
@@ -147,26 +148,31 @@ def _logging_locks_held() -> list[Any]:
     return [lock for lock in locks if getattr(lock, "_is_owned", lambda: False)()]
 
 
-def _defer(signum: int, watchers: list[Drainable], held: list[Any]) -> bool:
+def _drain_once_free(
+    signum: int, watchers: list[Drainable], held: list[Any], *, ending: bool
+) -> bool:
     """The signal interrupted a thread holding ``held``, which the worker takes to log
     (the driver's warnings go through the console handler; a logger's first call after
     ``dictConfig`` takes the module's lock): no drain could progress before the hook
-    returns. Send the signal again once they are free (or the budget is spent); ``False``
-    when no thread can be started for it."""
+    returns. Once they are free (or the budget is spent), a helper thread drains and,
+    when the signal ends the process, sends it again (the hook put SIG_DFL back).
+    ``False`` when no thread can be started for it."""
     handlers = _open_handlers(watchers)
     deadline = time.monotonic() + max(
         (h.config.shutdown_timeout for h in handlers), default=_DEFAULT_BUDGET
     )
 
-    def send_again() -> None:
+    def drain_then_signal() -> None:
         for lock in held:
             if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 lock.release()
-        os.kill(os.getpid(), signum)
+        _deliver(_open_handlers(watchers), close=ending)
+        if ending:
+            os.kill(os.getpid(), signum)
 
     # Not a daemon: an interpreter that ends meanwhile waits for it, then gets the signal.
     try:
-        threading.Thread(target=send_again, name="genesis-logging-resignal").start()
+        threading.Thread(target=drain_then_signal, name="genesis-logging-resignal").start()
     except RuntimeError:
         return False
     return True
