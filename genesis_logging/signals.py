@@ -285,15 +285,24 @@ def _deliver(
     deadline = time.monotonic() + budget
     settled: list[bool] = []
 
-    def settle(handler: Drainable) -> None:
-        if close:
-            handler.close()  # at once when a close is under way already (this thread's,
-            # interrupted by the signal, or dictConfig's): the drain below waits for it
-        settled.append(handler.drain(max(0.0, deadline - time.monotonic())))
+    def settle(handler: Drainable, finished: threading.Event | None = None) -> None:
+        try:
+            if close:
+                handler.close()  # at once when a close is under way already (this
+                # thread's, interrupted by the signal, or dictConfig's): drain waits for it
+            settled.append(handler.drain(max(0.0, deadline - time.monotonic())))
+        finally:
+            if finished is not None:
+                finished.set()
 
+    # Not daemons, and waited for through an event, not join(): Ctrl-C during the drain
+    # raises KeyboardInterrupt here, and a join() it interrupts marks the thread stopped
+    # (CPython's bpo-45274 fix), so the interpreter's exit would not wait for the close
+    # under way (``close()`` of a handler closing already returns at once) — lost queue.
+    events = [threading.Event() for _ in handlers]
     threads = [
-        threading.Thread(target=settle, args=(h,), name="genesis-logging-drain", daemon=True)
-        for h in handlers
+        threading.Thread(target=settle, args=(h, e), name="genesis-logging-drain")
+        for h, e in zip(handlers, events, strict=True)
     ]
     started = 0
     if not inline:
@@ -305,11 +314,12 @@ def _deliver(
             pass
     for handler in handlers[started:]:
         settle(handler)
+    for event in events[:started]:
+        event.wait(max(0.0, deadline - time.monotonic()) + _CLOSE_GRACE)
     if close:  # handlers a new dictConfig closed may still be winding down: wait for them
-        threads += [t for t in threading.enumerate() if _closing_thread(t.name)]
-    for thread in threads:
-        if thread.ident is not None and thread is not threading.current_thread():
-            thread.join(max(0.0, deadline - time.monotonic()) + _CLOSE_GRACE)
+        for thread in [t for t in threading.enumerate() if _closing_thread(t.name)]:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()) + _CLOSE_GRACE)
     return len(settled) == len(handlers) and all(settled)
 
 

@@ -241,3 +241,181 @@ class TestLedgerReadFromASignalHandler:
             signal.signal(signal.SIGALRM, before)
         assert reads > 100
         assert not off, f"{sum(off.values())} of {reads} reads off, in {dict(off)}"
+
+
+class TestCtrlCDuringTheDrain:
+    """SIGINT (not hooked: ``KeyboardInterrupt``) lands while SIGTERM's drain waits for a
+    black-holed server; the main thread unwinds and the interpreter ends."""
+
+    def test_the_interpreter_exit_waits_for_the_close_under_way(self, tmp_path: Path) -> None:
+        """Before the fix the drain ran in daemon threads that the hook join()ed: Ctrl-C
+        interrupting that join marks the thread stopped (CPython 3.11), the exit did not
+        wait, and ``logging.shutdown()``'s ``close()`` returned at once (a close under
+        way): 0 of 20 spooled, 3 runs of 3."""
+        spool = tmp_path / "spool"
+        done = run(
+            tmp_path,
+            f"""
+            import socket, threading
+            blackhole = socket.socket()
+            blackhole.bind(("127.0.0.1", 0))
+            blackhole.listen(100)  # accepts connections, never answers
+            url = f"clickhouse://default@127.0.0.1:{{blackhole.getsockname()[1]}}/g"
+            handler = ClickHouseHandler(url=url, spool_dir={str(spool)!r}, flush_interval=60,
+                                        send_receive_timeout=300, shutdown_timeout=2,
+                                        drain_on_signals=["SIGTERM"])
+            logging.getLogger().addHandler(handler)
+            logging.getLogger().setLevel(logging.INFO)
+            for i in range(20):
+                log.info("r%d", i)
+            threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+            """,
+            timeout=30,
+        )
+        assert "KeyboardInterrupt" in done.stderr
+        assert spooled(spool) == 20
+
+
+class TestStopsThatHeld:
+    """Attacks that found nothing to fix, kept for what the other tests do not cover."""
+
+    def test_hooks_installed_later_from_the_main_thread(self, tmp_path: Path) -> None:
+        """Configured off the main thread (no hook: a warning), then
+        ``install_drain_hooks()`` from it, as gunicorn's ``post_worker_init`` does."""
+        spool = tmp_path / "spool"
+        done = run(
+            tmp_path,
+            f"""
+            import threading
+            from genesis_logging import install_drain_hooks
+            thread = threading.Thread(
+                target=make, args=({str(spool)!r},), kwargs={{"drain_on_signals": ["SIGTERM"]}}
+            )
+            thread.start()
+            thread.join()
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+            assert install_drain_hooks() is True
+            for i in range(9):
+                log.info("r%d", i)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+            """,
+        )
+        assert done.returncode == -signal.SIGTERM, done.stderr
+        assert spooled(spool) == 9
+
+    @pytest.mark.parametrize("method", ["spawn", "forkserver"])
+    def test_a_pool_of_fresh_interpreters_under_the_hook(
+        self, tmp_path: Path, method: str
+    ) -> None:
+        """Each worker configures logging at import, so it has the hook, not the
+        ``multiprocessing`` SIGTERM handler: ``Pool.__exit__``'s SIGTERM drains it."""
+        spool = tmp_path / "spool"
+        done = run(
+            tmp_path,
+            f"""
+            import multiprocessing
+            make({str(spool)!r}, drain_on_signals=["SIGTERM"])
+
+            def work(i):
+                logging.getLogger("svc").info("task %d", i)
+                return i
+
+            if __name__ == "__main__":
+                with multiprocessing.get_context({method!r}).Pool(2) as pool:
+                    assert sorted(pool.map(work, range(40))) == list(range(40))
+                logging.shutdown()
+            """,
+        )
+        assert done.returncode == 0, done.stderr
+        assert spooled(spool) == 40
+
+    @pytest.mark.parametrize("policy", ["drop_oldest", "spool"])
+    def test_threads_logging_through_the_drain_and_close(
+        self, tmp_path: Path, policy: str
+    ) -> None:
+        """Four threads log without pause while the signal drains and the handler is
+        closed under them: every record is sent, spooled or counted, and the spool holds
+        exactly what ``spooled`` says."""
+        spool = tmp_path / "spool"
+        done = run(
+            tmp_path,
+            f"""
+            import threading
+            handler = make({str(spool)!r}, drain_on_signals=["SIGTERM"], queue_size=200,
+                           batch_size=50, queue_full_policy={policy!r})
+            stop = threading.Event()
+
+            def spam(n):
+                i = 0
+                while not stop.is_set():
+                    log.info("t%d %d", n, i)
+                    i += 1
+
+            for n in range(4):
+                threading.Thread(target=spam, args=(n,), daemon=True).start()
+            time.sleep(0.3)
+
+            def previous(signum, frame):  # after the drain, the threads still logging
+                handler.close()
+                time.sleep(0.2)
+                s = handler.stats()
+                accounted = s["sent"] + s["spooled"] + sum(s["dropped"].values()) + s["pending"]
+                print("ledger", s["emitted"] == accounted, s["spooled"],
+                      s["dropped"].get("closed", 0) > 0, flush=True)
+                os._exit(0)
+
+            signal.signal(signal.SIGTERM, previous)
+            from genesis_logging import install_drain_hooks
+            assert install_drain_hooks()  # the hook back in front of it
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+            """,
+        )
+        assert done.returncode == 0, done.stderr
+        words = done.stdout.split()
+        assert words[:2] == ["ledger", "True"], done.stdout
+        assert int(words[2]) == spooled(spool) > 0
+        assert words[3] == "True"  # records logged after the close were counted
+
+    def test_python_w_error_and_a_previous_handler_that_raises(self, tmp_path: Path) -> None:
+        """Under ``-W error`` the drain's warnings raise nothing; the previous handler's
+        exception reaches the interrupted code after the drain, the handler still open."""
+        spool = tmp_path / "spool"
+        script = tmp_path / "app.py"
+        script.write_text(
+            textwrap.dedent(f"""
+            import logging, os, signal
+            from genesis_logging import ClickHouseHandler
+
+            def previous(signum, frame):
+                raise RuntimeError("the application's handler failed")
+
+            signal.signal(signal.SIGTERM, previous)
+            handler = ClickHouseHandler(url={NOWHERE!r}, spool_dir={str(spool)!r},
+                                        retry_attempts=1, flush_interval=60,
+                                        drain_on_signals=["SIGTERM"])
+            logging.getLogger().addHandler(handler)
+            logging.getLogger().setLevel(logging.INFO)
+            for i in range(8):
+                logging.getLogger("svc").info("r%d", i)
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+            except RuntimeError as error:
+                print("caught:", error, "pending", handler.stats()["pending"], flush=True)
+            logging.getLogger("svc").info("after")
+            """)
+        )
+        done = subprocess.run(
+            [sys.executable, "-W", "error", str(script)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=OUTSIDE_CHECKOUT,
+            env=clean_env(),
+        )
+        assert done.returncode == 0, done.stderr
+        assert "caught: the application's handler failed pending 0" in done.stdout
+        assert spooled(spool) == 9  # "after" too, at the normal exit
