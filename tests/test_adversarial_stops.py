@@ -380,6 +380,38 @@ class TestStopsThatHeld:
         assert int(words[2]) == spooled(spool) > 0
         assert words[3] == "True"  # records logged after the close were counted
 
+    def test_a_caller_blocked_by_a_full_queue_when_sigterm_comes(self, tmp_path: Path) -> None:
+        """``block`` policy, the worker stuck on a black-holed server, the main thread
+        waiting for room: the drain runs in that thread (our code was interrupted),
+        spools the batch in flight and the queue within ``shutdown_timeout``, then the
+        process ends by the signal."""
+        spool = tmp_path / "spool"
+        done = run(
+            tmp_path,
+            f"""
+            import socket, threading
+            blackhole = socket.socket()
+            blackhole.bind(("127.0.0.1", 0))
+            blackhole.listen(100)
+            url = f"clickhouse://default@127.0.0.1:{{blackhole.getsockname()[1]}}/g"
+            handler = ClickHouseHandler(url=url, spool_dir={str(spool)!r}, queue_size=5,
+                                        batch_size=5, queue_full_policy="block",
+                                        block_timeout=60, send_receive_timeout=300,
+                                        shutdown_timeout=2, drain_on_signals=["SIGTERM"])
+            logging.getLogger().addHandler(handler)
+            logging.getLogger().setLevel(logging.INFO)
+            threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            for i in range(20):
+                log.info("r%d", i)
+                print("logged", i, flush=True)
+            """,
+            timeout=30,  # not the 60 s of block_timeout
+        )
+        assert done.returncode == -signal.SIGTERM, done.stderr
+        logged = done.stdout.split().count("logged")
+        assert logged == 10  # 5 in flight, 5 queued; the 11th waited for room
+        assert spooled(spool) == logged
+
     def test_python_w_error_and_a_previous_handler_that_raises(self, tmp_path: Path) -> None:
         """Under ``-W error`` the drain's warnings raise nothing; the previous handler's
         exception reaches the interrupted code after the drain, the handler still open."""
