@@ -6,7 +6,10 @@ by reason). So ``emitted = sent + spooled + dropped + pending`` holds at every m
 and a batch settled twice (a rescue at close racing the worker) counts once.
 
 The lock is reentrant: a signal handler that logs runs on top of whatever the main
-thread was doing, possibly inside :meth:`BatchQueue.put`.
+thread was doing, possibly inside :meth:`BatchQueue.put`. So is one that reads
+:meth:`BatchQueue.snapshot`: Python runs signal handlers only at a call (or a loop's
+jump), so every change of the ledger does its calls first and then stores its terms with
+no call between them — a handler sees the ledger before or after, never half-way.
 """
 
 from __future__ import annotations
@@ -120,10 +123,11 @@ class BatchQueue(Generic[T]):
                 if self.policy == "spool":
                     return self._overflow_row(row)
                 if self.policy == "drop_oldest":
-                    rows.popleft()
-                    self._taken += 1
+                    rows.popleft()  # out of the queue: emitted and pending both one less
+                    dropped = self._dropped.get("queue_full", 0) + 1
+                    self._taken += 1  # no call from here to the append: see the module
                     self._settled += 1
-                    self._dropped["queue_full"] += 1
+                    self._dropped["queue_full"] = dropped
                     rows.append(row)
                     return _DROPPED
                 if self.policy == "drop_newest" or not self._wait_for_room():
@@ -137,17 +141,19 @@ class BatchQueue(Generic[T]):
         """After an append: wake the worker; a row that raced with close is dropped."""
         with self._lock:
             if self._closed_out and self._rows:  # close took the leftovers already
-                late = self._take(len(self._rows))
-                self._settled += len(late)
-                self._dropped["closed"] += len(late)
+                late = len(self._take(len(self._rows)))
+                dropped = self._dropped.get("closed", 0) + late
+                self._taken += late  # no call from here on: see the module
+                self._settled += late
+                self._dropped["closed"] = dropped
                 return _DROPPED
             self._sleeping = False  # one caller wakes it: the next ones need not
             self._ready.notify()
             return ACCEPTED
 
     def _take(self, count: int) -> list[T]:
-        """The ``count`` oldest rows, removed (under the lock)."""
-        self._taken += count
+        """The ``count`` oldest rows, removed (under the lock); the caller adds them to
+        ``_taken`` together with wherever they go (emitted and pending drop together)."""
         return list(starmap(self._rows.popleft, repeat((), count)))
 
     def _overflow_row(self, row: T) -> Put:
@@ -156,9 +162,10 @@ class BatchQueue(Generic[T]):
         self._overflow.append(row)
         if len(self._overflow) < self.batch_size:
             return ACCEPTED
+        count = len(self._overflow)
         spill = new_batch(self._overflow)
-        self._overflow = []
-        self._in_flight[spill.id] = len(spill.rows)
+        self._overflow = []  # no call from here to the next line: see the module
+        self._in_flight[spill.id] = count
         return Put(spill=spill)
 
     def _wait_for_room(self) -> bool:
@@ -176,8 +183,10 @@ class BatchQueue(Generic[T]):
             self._count_drop(reason, count)
 
     def _count_drop(self, reason: str, count: int = 1) -> None:
-        self._counts["emitted"] += count
-        self._dropped[reason] += count
+        emitted = self._counts.get("emitted", 0) + count
+        dropped = self._dropped.get(reason, 0) + count
+        self._counts["emitted"] = emitted  # no call between the two: see the module
+        self._dropped[reason] = dropped
 
     # -- the worker ------------------------------------------------------------------------
 
@@ -218,13 +227,17 @@ class BatchQueue(Generic[T]):
                     self._empty_at = time.monotonic()  # woken by the first row, or the time
 
     def _cut(self, now: float) -> Batch[T]:
-        batch = new_batch(self._take(min(len(self._rows), self.batch_size)))
-        self._in_flight[batch.id] = len(batch.rows)
+        count = min(len(self._rows), self.batch_size)
+        batch = new_batch(self._take(count))
+        self._taken += count  # no call between the two: see the module
+        self._in_flight[batch.id] = count
         if self._overflow:  # room again: refused rows rejoin the queue
             moved = self._overflow[: self.capacity - len(self._rows)]
-            del self._overflow[: len(moved)]
-            self._overflowed -= len(moved)  # counted again as queued rows from here on
-            self._counts["emitted"] -= len(moved)
+            rejoined = len(moved)
+            emitted = self._counts.get("emitted", 0) - rejoined
+            del self._overflow[:rejoined]  # no call from here to the extend: see the module
+            self._overflowed -= rejoined  # counted again as queued rows from here on
+            self._counts["emitted"] = emitted
             self._rows.extend(moved)
         if self._rows:
             self._oldest_at = now
@@ -237,18 +250,21 @@ class BatchQueue(Generic[T]):
     def settle(self, batch: Batch[Any], outcome: Outcome) -> bool:
         """Count what became of ``batch``; ``False`` (and nothing counted) if it was already."""
         with self._lock:
-            rows = self._in_flight.pop(batch.id, None)
+            rows = self._in_flight.get(batch.id)
             if rows is None:
                 return False
             unaccounted = rows - outcome.accounted()
             if unaccounted > 0:  # only reachable through a bug: count, never hide
                 outcome.dropped["unaccounted"] += unaccounted
+            counts, dropped = self._counts.copy(), self._dropped.copy()  # the new ledger
+            counts["sent"] += outcome.sent
+            counts["spooled"] += outcome.spooled
+            counts["batches"] += 1 if outcome.sent else 0
+            counts["failed_batches"] += outcome.failed_batches
+            dropped.update(outcome.dropped)
+            del self._in_flight[batch.id]  # no call from here to the swap: see the module
             self._settled += rows
-            self._counts["sent"] += outcome.sent
-            self._counts["spooled"] += outcome.spooled
-            self._counts["batches"] += 1 if outcome.sent else 0
-            self._counts["failed_batches"] += outcome.failed_batches
-            self._dropped.update(outcome.dropped)
+            self._counts, self._dropped = counts, dropped
             self._spool.update(outcome.spool)
             self._progress.notify_all()
             return True
@@ -262,12 +278,15 @@ class BatchQueue(Generic[T]):
         """At close: everything still queued, as one batch in flight (to spool or drop)."""
         with self._lock:
             self._closed_out = self.closing
-            rows = [*self._take(len(self._rows)), *self._overflow]
-            self._overflow = []
+            taken = self._take(len(self._rows))
+            rows = [*taken, *self._overflow]
             if not rows:
                 return None
+            count, queued = len(rows), len(taken)
             batch = new_batch(rows)
-            self._in_flight[batch.id] = len(rows)
+            self._overflow = []  # no call from here on: see the module
+            self._taken += queued
+            self._in_flight[batch.id] = count
             return batch
 
     # -- flush and close -------------------------------------------------------------------

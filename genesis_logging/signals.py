@@ -16,7 +16,9 @@ Two answers live here:
   goes on to whatever was there before us: a Python handler is called; the default
   disposition is put back and the signal raised again, so the process still ends by the
   signal (a shell reports 143 for ``SIGTERM``, 130 for ``SIGINT``); ``SIGINT``'s default
-  handler raises ``KeyboardInterrupt``. The signal's meaning is never swallowed.
+  handler raises ``KeyboardInterrupt``. The signal's meaning is never swallowed. (A
+  signal that finds its thread holding a lock of ``logging``, which the worker takes to
+  log, is drained by a helper thread once the lock is released, then sent again.)
 * :func:`exit_on_sigterm` for a plain script that handles no signal: ``SIGTERM``
   becomes ``sys.exit(143)``, a normal exit that runs ``logging.shutdown()``.
 """
@@ -136,7 +138,17 @@ class _Hook:
 
     def __call__(self, signum: int, frame: FrameType | None) -> Any:
         previous = self.previous
-        ending = not callable(previous) and previous is not signal.SIG_IGN
+        # The default ends the process, except for PID 1 (a container's init), whose
+        # defaulted signals the kernel ignores: the process lives on, and so do its handlers.
+        ending = not callable(previous) and previous is not signal.SIG_IGN and os.getpid() != 1
+        held = [] if callable(previous) else _logging_locks_held()
+        if held and _drain_once_free(signum, self.live(), held, ending=ending):
+            # The worker may need those locks to log: nothing drains before we return.
+            # A helper drains once they are free; its signal then ends the process. (A
+            # Python handler is promised the drain before it runs: it waits here.)
+            if ending:
+                signal.signal(signum, signal.SIG_DFL)
+            return None
         if not self.draining:  # a second signal while we drain: go on at once
             self.draining = True
             try:
@@ -153,6 +165,44 @@ class _Hook:
 
 
 _HOOKS: dict[int, _Hook] = {}
+
+
+def _logging_locks_held() -> list[Any]:
+    """The locks of ``logging`` this thread holds: the module's (``dictConfig``, a first
+    ``getLogger``) and those of handlers (a console handler writing a line)."""
+    handlers = [ref() for ref in list(logging._handlerList)]  # type: ignore[attr-defined]
+    locks = [logging._lock, *(getattr(h, "lock", None) for h in handlers)]  # type: ignore[attr-defined]
+    return [lock for lock in locks if getattr(lock, "_is_owned", lambda: False)()]
+
+
+def _drain_once_free(
+    signum: int, watchers: list[Drainable], held: list[Any], *, ending: bool
+) -> bool:
+    """The signal interrupted a thread holding ``held``, which the worker takes to log
+    (the driver's warnings go through the console handler; a logger's first call after
+    ``dictConfig`` takes the module's lock): no drain could progress before the hook
+    returns. Once they are free (or the budget is spent), a helper thread drains and,
+    when the signal ends the process, sends it again (the hook put SIG_DFL back).
+    ``False`` when no thread can be started for it."""
+    handlers = _open_handlers(watchers)
+    deadline = time.monotonic() + max(
+        (h.config.shutdown_timeout for h in handlers), default=_DEFAULT_BUDGET
+    )
+
+    def drain_then_signal() -> None:
+        for lock in held:
+            if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                lock.release()
+        _deliver(_open_handlers(watchers), close=ending)
+        if ending:
+            os.kill(os.getpid(), signum)
+
+    # Not a daemon: an interpreter that ends meanwhile waits for it, then gets the signal.
+    try:
+        threading.Thread(target=drain_then_signal, name="genesis-logging-resignal").start()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _in_main_thread() -> bool:
@@ -262,16 +312,25 @@ def _deliver(
     deadline = time.monotonic() + budget
     settled: list[bool] = []
 
-    def settle(handler: Drainable) -> None:
+    def settle(handler: Drainable, finished: threading.Event | None = None) -> None:
         keep_signals_for_the_main_thread()
-        if close:
-            handler.close()  # at once when a close is under way already (this thread's,
-            # interrupted by the signal, or dictConfig's): the drain below waits for it
-        settled.append(handler.drain(max(0.0, deadline - time.monotonic())))
+        try:
+            if close:
+                handler.close()  # at once when a close is under way already (this
+                # thread's, interrupted by the signal, or dictConfig's): drain waits for it
+            settled.append(handler.drain(max(0.0, deadline - time.monotonic())))
+        finally:
+            if finished is not None:
+                finished.set()
 
+    # Not daemons, and waited for through an event, not join(): Ctrl-C during the drain
+    # raises KeyboardInterrupt here, and a join() it interrupts marks the thread stopped
+    # (CPython's bpo-45274 fix), so the interpreter's exit would not wait for the close
+    # under way (``close()`` of a handler closing already returns at once) — lost queue.
+    events = [threading.Event() for _ in handlers]
     threads = [
-        threading.Thread(target=settle, args=(h,), name="genesis-logging-drain", daemon=True)
-        for h in handlers
+        threading.Thread(target=settle, args=(h, e), name="genesis-logging-drain")
+        for h, e in zip(handlers, events, strict=True)
     ]
     started = 0
     if not inline:
@@ -283,11 +342,12 @@ def _deliver(
             pass
     for handler in handlers[started:]:
         settle(handler)
+    for event in events[:started]:
+        event.wait(max(0.0, deadline - time.monotonic()) + _CLOSE_GRACE)
     if close:  # handlers a new dictConfig closed may still be winding down: wait for them
-        threads += [t for t in threading.enumerate() if _closing_thread(t.name)]
-    for thread in threads:
-        if thread.ident is not None and thread is not threading.current_thread():
-            thread.join(max(0.0, deadline - time.monotonic()) + _CLOSE_GRACE)
+        for thread in [t for t in threading.enumerate() if _closing_thread(t.name)]:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()) + _CLOSE_GRACE)
     return len(settled) == len(handlers) and all(settled)
 
 
