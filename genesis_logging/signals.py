@@ -141,6 +141,14 @@ class _Hook:
         # The default ends the process, except for PID 1 (a container's init), whose
         # defaulted signals the kernel ignores: the process lives on, and so do its handlers.
         ending = not callable(previous) and previous is not signal.SIG_IGN and os.getpid() != 1
+        if ending and _in_threading_internals(frame):
+            # threading's own locks may be held: no thread can start (a drain would
+            # hang for ever). Inside the exit's wait for threads, the exit goes on and
+            # delivers (atexit, finalizers); elsewhere the signal takes its default course.
+            signal.signal(signum, signal.SIG_DFL)
+            if not _in_threading_internals(frame, names=_EXITING):
+                signal.raise_signal(signum)
+            return None
         held = [] if callable(previous) else _logging_locks_held()
         if held and _drain_once_free(signum, self.live(), held, ending=ending):
             # The worker may need those locks to log: nothing drains before we return.
@@ -352,6 +360,27 @@ def _deliver(
 
 
 _PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+#: threading's functions that hold its module locks (a thread starting, stopping, or the
+#: exit waiting for threads): a pool worker's SIGTERM that landed in ``_shutdown`` and
+#: started the drain's thread waited for ever on the lock its own frame held.
+_THREADING_LOCKED: Final = frozenset(
+    {"_shutdown", "_maintain_shutdown_locks", "_set_tstate_lock", "_stop", "_delete"}
+)
+_EXITING: Final = frozenset({"_shutdown"})
+
+
+def _in_threading_internals(
+    frame: FrameType | None, names: frozenset[str] = _THREADING_LOCKED
+) -> bool:
+    """Whether the interrupted code is inside one of threading's ``names``."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name in names and code.co_filename == threading.__file__:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _inside_our_code(frame: FrameType | None) -> bool:

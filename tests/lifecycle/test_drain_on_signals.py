@@ -571,3 +571,37 @@ class TestSignalsReachTheMainThread:
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.split() == ["True", "1", "[]", "[]"], done.stdout
+
+
+@pytest.mark.skipif(
+    not hasattr(threading, "_maintain_shutdown_locks"),
+    reason="this Python's threading keeps no shutdown locks in Python code",
+)
+class TestSignalInsideThreading:
+    """A signal that lands while threading's own locks are held (a thread stopping, the
+    exit waiting for threads) must not start the drain's thread, which would wait for
+    ever on the lock the interrupted frame holds — seen as a hung pool worker under load
+    (2 in 300 runs). The signal then takes its default course."""
+
+    def test_a_sigterm_inside_a_thread_stopping_ends_the_process(self, tmp_path: Path) -> None:
+        spool = tmp_path / "spool"
+        body = f"""
+            import threading
+            make({str(spool)!r}, drain_on_signals=["SIGTERM"])
+            log.info("queued")
+
+            def at_the_lock(frame, event, arg):
+                if event == "call" and frame.f_code.co_name == "_maintain_shutdown_locks":
+                    sys.setprofile(None)
+                    signal.raise_signal(signal.SIGTERM)  # runs inside that function
+
+            worker = threading.Thread(target=lambda: None)
+            worker.start()
+            sys.setprofile(at_the_lock)
+            worker.join()
+            sys.setprofile(None)
+            print("survived")
+        """
+        done = run(tmp_path, body, timeout=30)
+        assert done.returncode == -signal.SIGTERM, (done.returncode, done.stdout, done.stderr)
+        assert "survived" not in done.stdout
