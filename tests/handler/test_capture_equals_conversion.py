@@ -235,7 +235,7 @@ def test_mypy_catches_a_slot_mix_up(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     errors = [line for line in done.stdout.splitlines() if ": error:" in line]
-    assert len(errors) == 2, done.stdout  # in swapped(), none in fine()
+    assert len(errors) == 2, done.stdout + done.stderr  # in swapped(), none in fine()
     assert 'swapped.py:9: error: Argument 1 to "Snapshot" has incompatible type "str"' in errors[0]
     assert (
         'swapped.py:9: error: Argument 2 to "Snapshot" has incompatible type "float"' in errors[1]
