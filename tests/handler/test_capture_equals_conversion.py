@@ -221,7 +221,7 @@ def test_mypy_catches_a_slot_mix_up(tmp_path: Path) -> None:
     construction are a type error, not a silent mix-up."""
     module = tmp_path / "swapped.py"
     module.write_text(
-        "from genesis_logging._codec import Snapshot\n\n\n"
+        "from genesis_logging._convert import Snapshot\n\n\n"
         "def fine() -> Snapshot:\n"
         "    return Snapshot(1.0, 'INFO', 'm', None, None, None, None, '', True, ())\n\n\n"
         "def swapped() -> Snapshot:\n"
