@@ -273,7 +273,7 @@ def delivery_to_server(records: int, rounds: int) -> dict[str, Any]:
     """``run.delivery`` against a server started for this run."""
     import tempfile
 
-    from tests.clickhouse_server import LocalServer, Target, find_server_binary
+    from tests.support.server import LocalServer, Target, find_server_binary
 
     logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)  # polls while it starts
     command = find_server_binary()

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from genesis_logging import ClickHouseHandler  # noqa: E402
 from genesis_logging.transport import ClickHouseInserter  # noqa: E402
-from tests.clickhouse_server import LocalServer, Target, find_server_binary  # noqa: E402
+from tests.support.server import LocalServer, Target, find_server_binary  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 EXTRA = {
