@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,45 +20,7 @@ import pytest
 
 from genesis_logging._batch import Outcome
 from genesis_logging._queue import BatchQueue
-from genesis_logging.spool import Spool
-from tests.support.fakes import OUTSIDE_CHECKOUT, clean_env
-
-NOWHERE = "clickhouse://default@127.0.0.1:1/genesis"  # refused at once: records are spooled
-
-PRELUDE = textwrap.dedent(f"""
-    import logging, os, signal, sys, time, warnings
-    warnings.simplefilter("ignore")
-    from genesis_logging import ClickHouseHandler
-
-    def make(spool, **options):
-        options = {{"retry_attempts": 1, "flush_interval": 60, "shutdown_timeout": 5,
-                    **options}}
-        handler = ClickHouseHandler(url={NOWHERE!r}, spool_dir=spool, **options)
-        logging.getLogger().addHandler(handler)
-        logging.getLogger().setLevel(logging.INFO)
-        return handler
-
-    log = logging.getLogger("svc")
-""")
-
-
-def run(
-    tmp_path: Path, body: str, *, prefix: tuple[str, ...] = (), timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    script = tmp_path / f"app_{time.monotonic_ns()}.py"
-    script.write_text(PRELUDE + textwrap.dedent(body))
-    return subprocess.run(
-        [*prefix, sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=OUTSIDE_CHECKOUT,
-        env=clean_env(),
-    )
-
-
-def spooled(path: Path) -> int:
-    return Spool(path).status().rows
+from tests.support.scripts import NOWHERE, SPOOLING_PRELUDE, run_script, spooled
 
 
 def _pid_namespace() -> tuple[str, ...]:
@@ -90,9 +51,7 @@ class TestPidOne:
         # CI's machines have util-linux's unshare and user namespaces: fail, never skip
         assert prefix, "cannot run as PID 1: unshare --user --pid is not available here"
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             handler = make({str(spool)!r}, drain_on_signals=["SIGTERM"])
             assert os.getpid() == 1
             for i in range(10):
@@ -105,9 +64,8 @@ class TestPidOne:
             stats = handler.stats()
             print("after the second: spooled", stats["spooled"],
                   "closed", stats["dropped"].get("closed", 0), flush=True)
-            """,
-            prefix=prefix,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, prefix=prefix, timeout=60)
         assert done.returncode == 0, done.stderr  # ignored, as without the hook
         assert "after the first: spooled 10" in done.stdout, done.stdout + done.stderr
         assert "after the second: spooled 15 closed 0" in done.stdout, done.stdout
@@ -125,9 +83,7 @@ class TestSignalWhileLoggingIsLocked:
         for the lock the interrupted ``dictConfig`` held: after its 6 s the process died
         by the signal with the closer still waiting — the 20 records lost (0 spooled)."""
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             import logging.config
             make({str(spool)!r}, drain_on_signals=["SIGTERM"], shutdown_timeout=30)
             for i in range(20):
@@ -145,9 +101,9 @@ class TestSignalWhileLoggingIsLocked:
             }})
             time.sleep(30)  # the signal comes back once dictConfig let go of the lock
             print("not reached")
-            """,
-            timeout=25,  # the old handler's 30 s would not fit
-        )
+        """
+        # 25 s: the old handler's 30 s would not fit
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=25)
         assert done.returncode == -signal.SIGTERM, done.stderr
         assert "not reached" not in done.stdout
         assert spooled(spool) == 20
@@ -160,9 +116,7 @@ class TestSignalWhileLoggingIsLocked:
         whole ``shutdown_timeout`` (31 s for 30; killed by the timeout below), after it
         0.7 s."""
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             make({str(spool)!r}, drain_on_signals=["SIGTERM"], shutdown_timeout=30)
 
             class Console(logging.StreamHandler):
@@ -176,9 +130,8 @@ class TestSignalWhileLoggingIsLocked:
                 log.info("r%d", i)
             log.info("stop")
             time.sleep(60)
-            """,
-            timeout=20,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=20)
         assert done.returncode == -signal.SIGTERM, done.stderr
         assert spooled(spool) == 21
 
@@ -252,9 +205,7 @@ class TestCtrlCDuringTheDrain:
         wait, and ``logging.shutdown()``'s ``close()`` returned at once (a close under
         way): 0 of 20 spooled, 3 runs of 3."""
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             import socket, threading
             blackhole = socket.socket()
             blackhole.bind(("127.0.0.1", 0))
@@ -270,9 +221,8 @@ class TestCtrlCDuringTheDrain:
             threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(30)
-            """,
-            timeout=30,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=30)
         assert "KeyboardInterrupt" in done.stderr
         assert spooled(spool) == 20
 
@@ -284,9 +234,7 @@ class TestStopsThatHeld:
         """Configured off the main thread (no hook: a warning), then
         ``install_drain_hooks()`` from it, as gunicorn's ``post_worker_init`` does."""
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             import threading
             from genesis_logging import install_drain_hooks
             thread = threading.Thread(
@@ -300,8 +248,8 @@ class TestStopsThatHeld:
                 log.info("r%d", i)
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(30)
-            """,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert done.returncode == -signal.SIGTERM, done.stderr
         assert spooled(spool) == 9
 
@@ -312,9 +260,7 @@ class TestStopsThatHeld:
         """Each worker configures logging at import, so it has the hook, not the
         ``multiprocessing`` SIGTERM handler: ``Pool.__exit__``'s SIGTERM drains it."""
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             import multiprocessing
             make({str(spool)!r}, drain_on_signals=["SIGTERM"])
 
@@ -326,8 +272,8 @@ class TestStopsThatHeld:
                 with multiprocessing.get_context({method!r}).Pool(2) as pool:
                     assert sorted(pool.map(work, range(40))) == list(range(40))
                 logging.shutdown()
-            """,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert done.returncode == 0, done.stderr
         assert spooled(spool) == 40
 
@@ -339,9 +285,7 @@ class TestStopsThatHeld:
         closed under them: every record is sent, spooled or counted, and the spool holds
         exactly what ``spooled`` says."""
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             import threading
             handler = make({str(spool)!r}, drain_on_signals=["SIGTERM"], queue_size=200,
                            batch_size=50, queue_full_policy={policy!r})
@@ -371,8 +315,8 @@ class TestStopsThatHeld:
             assert install_drain_hooks()  # the hook back in front of it
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(30)
-            """,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert done.returncode == 0, done.stderr
         words = done.stdout.split()
         assert words[:2] == ["ledger", "True"], done.stdout
@@ -385,9 +329,7 @@ class TestStopsThatHeld:
         spools the batch in flight and the queue within ``shutdown_timeout``, then the
         process ends by the signal."""
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             import socket, threading
             blackhole = socket.socket()
             blackhole.bind(("127.0.0.1", 0))
@@ -403,9 +345,9 @@ class TestStopsThatHeld:
             for i in range(20):
                 log.info("r%d", i)
                 print("logged", i, flush=True)
-            """,
-            timeout=30,  # not the 60 s of block_timeout
-        )
+        """
+        # 30 s, not the 60 s of block_timeout
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=30)
         assert done.returncode == -signal.SIGTERM, done.stderr
         logged = done.stdout.split().count("logged")
         assert logged == 10  # 5 in flight, 5 queued; the 11th waited for room
@@ -415,10 +357,8 @@ class TestStopsThatHeld:
         """Under ``-W error`` the drain's warnings raise nothing; the previous handler's
         exception reaches the interrupted code after the drain, the handler still open."""
         spool = tmp_path / "spool"
-        script = tmp_path / "app.py"
-        script.write_text(
-            textwrap.dedent(f"""
-            import logging, os, signal
+        body = f"""
+            import signal
             from genesis_logging import ClickHouseHandler
 
             def previous(signum, frame):
@@ -437,16 +377,9 @@ class TestStopsThatHeld:
             except RuntimeError as error:
                 print("caught:", error, "pending", handler.stats()["pending"], flush=True)
             logging.getLogger("svc").info("after")
-            """)
-        )
-        done = subprocess.run(
-            [sys.executable, "-W", "error", str(script)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=OUTSIDE_CHECKOUT,
-            env=clean_env(),
-        )
+        """
+        # the plain prelude: the spooling one turns warnings off
+        done = run_script(tmp_path, body, args=("-W", "error"), timeout=60)
         assert done.returncode == 0, done.stderr
         assert "caught: the application's handler failed pending 0" in done.stdout
         assert spooled(spool) == 9  # "after" too, at the normal exit

@@ -9,11 +9,7 @@ signal. The servers themselves are in ``tests/e2e/test_servers.py``.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import textwrap
 import threading
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,42 +17,7 @@ from pathlib import Path
 import pytest
 
 from genesis_logging import ClickHouseHandler, ConfigurationError, GenesisLoggingWarning
-from genesis_logging.spool import Spool
-from tests.support.fakes import OUTSIDE_CHECKOUT, clean_env
-
-NOWHERE = "clickhouse://default@127.0.0.1:1/genesis"  # refused at once: records are spooled
-
-PRELUDE = textwrap.dedent(f"""
-    import logging, os, signal, sys, time, warnings
-    warnings.simplefilter("ignore")
-    from genesis_logging import ClickHouseHandler
-
-    def make(spool, **options):
-        handler = ClickHouseHandler(url={NOWHERE!r}, spool_dir=spool, retry_attempts=1,
-                                    flush_interval=60, shutdown_timeout=5, **options)
-        logging.getLogger().addHandler(handler)
-        logging.getLogger().setLevel(logging.INFO)
-        return handler
-
-    log = logging.getLogger("svc")
-""")
-
-
-def run(tmp_path: Path, body: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    script = tmp_path / f"app_{time.monotonic_ns()}.py"
-    script.write_text(PRELUDE + textwrap.dedent(body))
-    return subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=OUTSIDE_CHECKOUT,
-        env=clean_env(),
-    )
-
-
-def spooled(path: Path) -> int:
-    return Spool(path).status().rows
+from tests.support.scripts import NOWHERE, SPOOLING_PRELUDE, run_script, spooled
 
 
 class TestOptionValidation:
@@ -102,41 +63,35 @@ class TestTheHookChains:
 
     def test_default_sigterm_is_drained_then_kills_by_the_signal(self, tmp_path: Path) -> None:
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             make({str(spool)!r}, drain_on_signals=["SIGTERM"])
             for i in range(100):
                 log.info("r%d", i)
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(30)
             print("not reached")
-            """,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert done.returncode == -signal.SIGTERM, done.stderr  # a shell says 143
         assert "not reached" not in done.stdout
         assert spooled(spool) == 100
 
     def test_without_the_option_the_default_loses_them(self, tmp_path: Path) -> None:
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             make({str(spool)!r})
             for i in range(100):
                 log.info("r%d", i)
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(30)
-            """,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert done.returncode == -signal.SIGTERM
         assert spooled(spool) == 0
 
     def test_sigint_raises_keyboard_interrupt_after_the_drain(self, tmp_path: Path) -> None:
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             handler = make({str(spool)!r}, drain_on_signals=["SIGINT"])
             for i in range(50):
                 log.info("r%d", i)
@@ -145,17 +100,15 @@ class TestTheHookChains:
             except KeyboardInterrupt:
                 print("KeyboardInterrupt; pending", handler.stats()["pending"])
                 raise
-            """,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert "KeyboardInterrupt; pending 0" in done.stdout, done.stderr
         assert done.returncode == -signal.SIGINT  # Python ends by SIGINT: a shell says 130
         assert spooled(spool) == 50
 
     def test_a_python_handler_set_before_is_called_after_the_drain(self, tmp_path: Path) -> None:
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             def previous(signum, frame):
                 print("previous called; pending", handler.stats()["pending"], flush=True)
                 sys.exit(3)
@@ -165,25 +118,23 @@ class TestTheHookChains:
             for i in range(30):
                 log.info("r%d", i)
             signal.raise_signal(signal.SIGTERM)
-            """,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert "previous called; pending 0" in done.stdout, done.stderr
         assert done.returncode == 3
         assert spooled(spool) == 30
 
     def test_ignored_stays_ignored(self, tmp_path: Path) -> None:
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             handler = make({str(spool)!r}, drain_on_signals=["SIGTERM"])
             for i in range(10):
                 log.info("r%d", i)
             signal.raise_signal(signal.SIGTERM)
             print("still here; pending", handler.stats()["pending"])
-            """,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert "still here; pending 0" in done.stdout, done.stderr
         assert done.returncode == 0
 
@@ -191,9 +142,7 @@ class TestTheHookChains:
         """uvicorn's ``capture_signals``: its own handler, then ours back and the signal
         raised again; records logged during its shutdown are delivered too."""
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             make({str(spool)!r}, drain_on_signals=["SIGTERM", "SIGINT"])  # configuration
             captured = []
             original = {{s: signal.signal(s, lambda n, f: captured.append(n))
@@ -209,16 +158,14 @@ class TestTheHookChains:
             for s in reversed(captured):
                 signal.raise_signal(s)
             print("not reached")
-            """,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert done.returncode == -signal.SIGTERM, done.stderr
         assert "not reached" not in done.stdout
         assert spooled(spool) == 41
 
     def test_a_second_signal_during_the_drain_goes_on_at_once(self, tmp_path: Path) -> None:
-        done = run(
-            tmp_path,
-            """
+        body = """
             import socket
             blackhole = socket.socket()
             blackhole.bind(("127.0.0.1", 0))
@@ -234,9 +181,9 @@ class TestTheHookChains:
             threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(60)
-            """,
-            timeout=20,  # the first drain alone would take its 30 s
-        )
+        """
+        # 20 s: the first drain alone would take its 30 s
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=20)
         assert done.returncode == 7, done.stderr  # the second went straight on
 
 
@@ -245,9 +192,7 @@ class TestSeveralHandlers:
 
     def test_two_handlers_both_drained_within_one_budget(self, tmp_path: Path) -> None:
         first, second = tmp_path / "a", tmp_path / "b"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             make({str(first)!r}, drain_on_signals=["SIGTERM"])
             hook = signal.getsignal(signal.SIGTERM)
             make({str(second)!r}, drain_on_signals=["SIGTERM", "SIGINT"])
@@ -256,25 +201,23 @@ class TestSeveralHandlers:
                 log.info("r%d", i)
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(30)
-            """,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert done.returncode == -signal.SIGTERM, done.stderr
         assert (spooled(first), spooled(second)) == (25, 25)
 
     def test_a_handler_without_the_option_is_drained_too(self, tmp_path: Path) -> None:
         """The process is about to end by the signal: any open queue would be lost."""
         asked, other = tmp_path / "asked", tmp_path / "other"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             make({str(asked)!r}, drain_on_signals=["SIGTERM"])
             make({str(other)!r})
             for i in range(12):
                 log.info("r%d", i)
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(30)
-            """,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert done.returncode == -signal.SIGTERM, done.stderr
         assert (spooled(asked), spooled(other)) == (12, 12)
 
@@ -282,9 +225,7 @@ class TestSeveralHandlers:
         """``Pool.__exit__`` ends its (forked) workers with SIGTERM: they inherit the hook,
         which delivers what they logged before they die by it."""
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             import multiprocessing
 
             def work(i):
@@ -296,16 +237,14 @@ class TestSeveralHandlers:
                 with multiprocessing.get_context("fork").Pool(2) as pool:
                     assert sorted(pool.map(work, range(40))) == list(range(40))
                 logging.shutdown()
-            """,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert done.returncode == 0, done.stderr
         assert spooled(spool) == 40
 
     def test_dict_config_again_replaces_the_handler_in_the_hook(self, tmp_path: Path) -> None:
         old, new = tmp_path / "old", tmp_path / "new"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             import gc, logging.config, weakref
 
             def configure(spool):
@@ -328,8 +267,8 @@ class TestSeveralHandlers:
                 log.info("r%d", i)
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(30)
-            """,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert "first collected: True" in done.stdout, done.stderr
         assert done.returncode == -signal.SIGTERM
         assert (spooled(old), spooled(new)) == (1, 20)
@@ -340,9 +279,7 @@ class TestBudgetAndSafety:
 
     def test_a_server_that_never_answers_costs_shutdown_timeout(self, tmp_path: Path) -> None:
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             import socket
             blackhole = socket.socket()
             blackhole.bind(("127.0.0.1", 0))
@@ -358,9 +295,9 @@ class TestBudgetAndSafety:
                 log.info("r%d", i)
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(60)
-            """,
-            timeout=20,  # 1 s of budget and its grace, not the 300 s of the socket
-        )
+        """
+        # 20 s: 1 s of budget and its grace, not the 300 s of the socket
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=20)
         assert done.returncode == -signal.SIGTERM, done.stderr
         assert spooled(spool) == 10
 
@@ -368,9 +305,7 @@ class TestBudgetAndSafety:
         """The signal arrives while this thread is inside our code (a ``__str__`` called
         to format a record): the drain runs right there, re-entering our locks."""
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             make({str(spool)!r}, drain_on_signals=["SIGTERM"])
             for i in range(10):
                 log.info("r%d", i)
@@ -382,17 +317,14 @@ class TestBudgetAndSafety:
 
             log.info("%s", Bomb())
             print("not reached")
-            """,
-            timeout=30,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=30)
         assert done.returncode == -signal.SIGTERM, done.stderr
         assert spooled(spool) == 10
 
     def test_a_forked_child_drains_its_own_queue(self, tmp_path: Path) -> None:
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             handler = make({str(spool)!r}, drain_on_signals=["SIGTERM"])
             for i in range(7):
                 log.info("parent %d", i)
@@ -406,8 +338,8 @@ class TestBudgetAndSafety:
             _, status = os.waitpid(pid, 0)
             print("child signal", os.WTERMSIG(status) if os.WIFSIGNALED(status) else None)
             handler.close()
-            """,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert f"child signal {int(signal.SIGTERM)}" in done.stdout, done.stderr
         assert spooled(spool) == 12  # 5 from the child, 7 from the parent: none twice
 
@@ -417,9 +349,7 @@ class TestFlushHandlers:
 
     def test_flush_then_close_before_os_exit(self, tmp_path: Path) -> None:
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             from genesis_logging import flush_handlers
             handler = make({str(spool)!r})
             for i in range(15):
@@ -428,16 +358,14 @@ class TestFlushHandlers:
             log.info("late")
             flush_handlers(close=True)
             os._exit(0)  # as a Celery pool process ends
-            """,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert "flushed True 0" in done.stdout, done.stderr
         assert spooled(spool) == 16
 
     def test_asgi_lifespan_and_middleware(self, tmp_path: Path) -> None:
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             import asyncio
             from genesis_logging.asgi import DeliverOnShutdown, lifespan
 
@@ -469,8 +397,8 @@ class TestFlushHandlers:
 
             asyncio.run(main())
             os._exit(0)
-            """,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert "after lifespan: pending 0" in done.stdout, done.stderr
         assert "('lifespan.shutdown.complete', 0)" in done.stdout
         assert spooled(spool) == 3
@@ -508,9 +436,7 @@ class TestExitOnSigterm:
 
     def test_behind_a_drain_hook_it_installs_and_exits_143(self, tmp_path: Path) -> None:
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             from genesis_logging import exit_on_sigterm
             make({str(spool)!r}, drain_on_signals=["SIGTERM"])
             assert exit_on_sigterm() is True
@@ -518,8 +444,8 @@ class TestExitOnSigterm:
                 log.info("r%d", i)
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(30)
-            """,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert done.returncode == 143, done.stderr
         assert spooled(spool) == 9
 
@@ -548,9 +474,7 @@ class TestSignalsReachTheMainThread:
 
     def test_our_threads_block_the_stop_signals(self, tmp_path: Path) -> None:
         spool = tmp_path / "spool"
-        done = run(
-            tmp_path,
-            f"""
+        body = f"""
             import threading
 
             def blocked(thread):
@@ -568,8 +492,8 @@ class TestSignalsReachTheMainThread:
                   sorted(blocked(threading.main_thread()) & stop))
             handler.close()  # a close that waits runs in the caller's thread: the main one
             print(sorted(blocked(threading.main_thread()) & stop))
-            """,
-        )
+        """
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert done.returncode == 0, done.stderr
         assert done.stdout.split() == ["True", "1", "[]", "[]"], done.stdout
 
@@ -603,6 +527,6 @@ class TestSignalInsideThreading:
             sys.setprofile(None)
             print("survived")
         """
-        done = run(tmp_path, body, timeout=30)
+        done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=30)
         assert done.returncode == -signal.SIGTERM, (done.returncode, done.stdout, done.stderr)
         assert "survived" not in done.stdout

@@ -3,6 +3,7 @@ back what they stored or spooled."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from typing import Any
 
 from genesis_logging.spool import Spool
 
-from .fakes import OUTSIDE_CHECKOUT, clean_env
+from .fakes import OUTSIDE_CHECKOUT, clean_env, wait_until
 from .server import Target
 
 Table = tuple[Target, str, str]
@@ -22,14 +23,65 @@ Table = tuple[Target, str, str]
 #: A Python prelude for scripts: warnings off unless the test turns them on.
 PRELUDE = "import json, logging, os, sys, time, warnings\n"
 
+#: A server address that refuses at once: a handler's records all end in its spool.
+NOWHERE = "clickhouse://default@127.0.0.1:1/genesis"
+
+#: The prelude of the signal tests' scripts: ``make(spool, **options)`` adds to the root
+#: logger a handler for NOWHERE (each record spooled, where ``spooled`` counts it),
+#: ``log`` logs through it, ``blackhole()`` is the URL of a server that accepts and never
+#: answers, and ``wait_until`` is the same as this suite's.
+SPOOLING_PRELUDE = (
+    PRELUDE
+    + textwrap.dedent(f"""
+    import signal, socket
+    from collections.abc import Callable
+    warnings.simplefilter("ignore")
+    from genesis_logging import ClickHouseHandler
+
+    def make(spool, **options):
+        options = {{"retry_attempts": 1, "flush_interval": 60, "shutdown_timeout": 5,
+                    **options}}
+        handler = ClickHouseHandler(url={NOWHERE!r}, spool_dir=spool, **options)
+        logging.getLogger().addHandler(handler)
+        logging.getLogger().setLevel(logging.INFO)
+        return handler
+
+    held = []  # the black holes' sockets, open as long as the script runs
+
+    def blackhole():
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(100)  # accepts connections, never answers
+        held.append(listener)
+        return f"clickhouse://default@127.0.0.1:{{listener.getsockname()[1]}}/g"
+
+    log = logging.getLogger("svc")
+
+    """)
+    + inspect.getsource(wait_until)
+)
+
+
+def write_script(tmp_path: Path, body: str, *, prelude: str = PRELUDE) -> Path:
+    """``prelude`` then ``body`` (dedented), in a new file under ``tmp_path``."""
+    script = tmp_path / f"app_{time.monotonic_ns()}.py"
+    script.write_text(prelude + textwrap.dedent(body))
+    return script
+
 
 def run_script(
-    tmp_path: Path, body: str, *, args: tuple[str, ...] = (), timeout: float = 120
+    tmp_path: Path,
+    body: str,
+    *,
+    prelude: str = PRELUDE,
+    args: tuple[str, ...] = (),
+    prefix: tuple[str, ...] = (),
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
-    script = tmp_path / f"app_{time.monotonic_ns()}.py"
-    script.write_text(PRELUDE + textwrap.dedent(body))
+    """Run ``prelude`` + ``body`` as ``PREFIX python ARGS script`` outside the checkout,
+    with no CLICKHOUSE_* / GENESIS_* inherited."""
     return subprocess.run(
-        [sys.executable, *args, str(script)],
+        [*prefix, sys.executable, *args, str(write_script(tmp_path, body, prelude=prelude))],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -55,6 +107,11 @@ def logging_to(handler: Any) -> Any:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     return logger
+
+
+def spooled(directory: Path) -> int:
+    """How many rows wait in the spool ``directory``."""
+    return Spool(directory).status().rows
 
 
 def read_spool(directory: Path) -> tuple[list[dict[str, Any]], int]:
