@@ -206,11 +206,8 @@ class TestCtrlCDuringTheDrain:
         way): 0 of 20 spooled, 3 runs of 3."""
         spool = tmp_path / "spool"
         body = f"""
-            import socket, threading
-            blackhole = socket.socket()
-            blackhole.bind(("127.0.0.1", 0))
-            blackhole.listen(100)  # accepts connections, never answers
-            url = f"clickhouse://default@127.0.0.1:{{blackhole.getsockname()[1]}}/g"
+            import threading
+            url = blackhole()
             handler = ClickHouseHandler(url=url, spool_dir={str(spool)!r}, flush_interval=60,
                                         send_receive_timeout=300, shutdown_timeout=2,
                                         drain_on_signals=["SIGTERM"])
@@ -290,20 +287,21 @@ class TestStopsThatHeld:
             handler = make({str(spool)!r}, drain_on_signals=["SIGTERM"], queue_size=200,
                            batch_size=50, queue_full_policy={policy!r})
             stop = threading.Event()
+            logged = [0, 0, 0, 0]
 
             def spam(n):
-                i = 0
                 while not stop.is_set():
-                    log.info("t%d %d", n, i)
-                    i += 1
+                    log.info("t%d %d", n, logged[n])
+                    logged[n] += 1
 
             for n in range(4):
                 threading.Thread(target=spam, args=(n,), daemon=True).start()
-            time.sleep(0.3)
+            # every thread logging, and more records than the queue holds: its policy at work
+            wait_until(lambda: all(logged) and handler.stats()["emitted"] > 200)
 
             def previous(signum, frame):  # after the drain, the threads still logging
                 handler.close()
-                time.sleep(0.2)
+                wait_until(lambda: handler.stats()["dropped"].get("closed", 0) > 0)
                 s = handler.stats()
                 accounted = s["sent"] + s["spooled"] + sum(s["dropped"].values()) + s["pending"]
                 print("ledger", s["emitted"] == accounted, s["spooled"],
@@ -330,11 +328,8 @@ class TestStopsThatHeld:
         process ends by the signal."""
         spool = tmp_path / "spool"
         body = f"""
-            import socket, threading
-            blackhole = socket.socket()
-            blackhole.bind(("127.0.0.1", 0))
-            blackhole.listen(100)
-            url = f"clickhouse://default@127.0.0.1:{{blackhole.getsockname()[1]}}/g"
+            import threading
+            url = blackhole()
             handler = ClickHouseHandler(url=url, spool_dir={str(spool)!r}, queue_size=5,
                                         batch_size=5, queue_full_policy="block",
                                         block_timeout=60, send_receive_timeout=300,

@@ -150,8 +150,7 @@ class TestTheHookChains:
             for i in range(40):
                 log.info("r%d", i)
             os.kill(os.getpid(), signal.SIGTERM)
-            while not captured:
-                time.sleep(0.01)
+            wait_until(lambda: captured)
             log.info("Finished server process")  # the graceful shutdown logs
             for s, h in original.items():
                 signal.signal(s, h)
@@ -166,14 +165,8 @@ class TestTheHookChains:
 
     def test_a_second_signal_during_the_drain_goes_on_at_once(self, tmp_path: Path) -> None:
         body = """
-            import socket
-            blackhole = socket.socket()
-            blackhole.bind(("127.0.0.1", 0))
-            blackhole.listen(100)  # accepts connections, never answers
-            port = blackhole.getsockname()[1]
             signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(7))  # previous
-            handler = ClickHouseHandler(url=f"clickhouse://default@127.0.0.1:{port}/g",
-                                        flush_interval=60, shutdown_timeout=30,
+            handler = ClickHouseHandler(url=blackhole(), flush_interval=60, shutdown_timeout=30,
                                         drain_on_signals=["SIGTERM"])
             logging.getLogger().addHandler(handler)
             log.warning("queued")
@@ -280,15 +273,9 @@ class TestBudgetAndSafety:
     def test_a_server_that_never_answers_costs_shutdown_timeout(self, tmp_path: Path) -> None:
         spool = tmp_path / "spool"
         body = f"""
-            import socket
-            blackhole = socket.socket()
-            blackhole.bind(("127.0.0.1", 0))
-            blackhole.listen(100)  # accepts connections, never answers
-            port = blackhole.getsockname()[1]
-            handler = ClickHouseHandler(url=f"clickhouse://default@127.0.0.1:{{port}}/g",
-                                        spool_dir={str(spool)!r}, flush_interval=60,
-                                        send_receive_timeout=300, shutdown_timeout=1,
-                                        drain_on_signals=["SIGTERM"])
+            handler = ClickHouseHandler(url=blackhole(), spool_dir={str(spool)!r},
+                                        flush_interval=60, send_receive_timeout=300,
+                                        shutdown_timeout=1, drain_on_signals=["SIGTERM"])
             logging.getLogger().addHandler(handler)
             logging.getLogger().setLevel(logging.INFO)
             for i in range(10):
