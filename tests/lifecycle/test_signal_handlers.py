@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from genesis_logging.spool import Spool
 from tests.support.fakes import OUTSIDE_CHECKOUT
-from tests.support.scripts import (
-    PRELUDE,
-    last_json,
-    run_script,
-)
+from tests.support.scripts import NOWHERE, last_json, run_script, spooled, write_script
 
 
 class TestSignals:
@@ -56,24 +50,20 @@ class TestSigterm:
         import signal
 
         spool_dir = tmp_path / "spool"
-        script = tmp_path / "service.py"
-        script.write_text(
-            PRELUDE
-            + textwrap.dedent(f"""
+        body = f"""
             warnings.simplefilter("ignore")
             from genesis_logging import ClickHouseHandler, exit_on_sigterm
             if {helper!r}:
                 assert exit_on_sigterm()
-            handler = ClickHouseHandler(url="clickhouse://default@127.0.0.1:1/genesis",
-                                        spool_dir={str(spool_dir)!r}, retry_attempts=1,
-                                        flush_interval=60, shutdown_timeout=2)
+            handler = ClickHouseHandler(url={NOWHERE!r}, spool_dir={str(spool_dir)!r},
+                                        retry_attempts=1, flush_interval=60, shutdown_timeout=2)
             log = logging.getLogger("svc"); log.addHandler(handler); log.setLevel(logging.INFO)
             for i in range(100):
                 log.info("r%d", i)
             print("READY", flush=True)
             time.sleep(60)
-            """)
-        )
+        """
+        script = write_script(tmp_path, body)
         service = subprocess.Popen(
             [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=OUTSIDE_CHECKOUT
         )
@@ -83,7 +73,7 @@ class TestSigterm:
         code = service.wait(30)
         if helper:
             assert code == 143
-            assert Spool(spool_dir).status().rows == 100
+            assert spooled(spool_dir) == 100
         else:  # documented: the default disposition loses what is queued
             assert code == -signal.SIGTERM
-            assert Spool(spool_dir).status().rows == 0
+            assert spooled(spool_dir) == 0
