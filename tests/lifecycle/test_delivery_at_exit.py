@@ -18,7 +18,7 @@ import pytest
 from genesis_logging import ClickHouseHandler, DeliveryWarning
 from genesis_logging.spool import Spool
 from tests.support.fakes import FakeInserter
-from tests.support.scripts import run_script, stored
+from tests.support.scripts import children_script, run_script, stored
 from tests.support.server import LocalServer, Target
 
 Table = tuple[Target, str, str]
@@ -117,31 +117,20 @@ class TestCloseBeyondTheSpoolCap:
 
 class TestPoolUsedWithWith:
     """Issue 20.11: ``with Pool() as pool:`` ends with ``terminate()``: SIGTERM to workers
-    whose queues still hold records (the most common way to use a pool)."""
+    whose queues still hold records (the most common way to use a pool). A pool ended by
+    ``close()`` and ``join()``, whose workers leave by ``os._exit``, is in
+    ``test_multiprocessing.py``."""
 
     @pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
     def test_the_workers_records_are_delivered(
         self, logs_table: Table, tmp_path: Path, method: str
     ) -> None:
         target, database, table = logs_table
-        body = f"""
-            import multiprocessing
-            warnings.simplefilter("ignore")
-            from genesis_logging import ClickHouseHandler
-            handler = ClickHouseHandler(url={target.url(database)!r}, table={table!r},
-                                        flush_interval=30, batch_size=100_000)
-            log = logging.getLogger("app"); log.addHandler(handler); log.setLevel(logging.INFO)
-
-            def child(n):
-                for i in range(1000):
-                    log.info("task %d record %d", n, i)
-                return n
-
-            if __name__ == "__main__":
-                with multiprocessing.get_context({method!r}).Pool(2) as pool:
-                    assert sorted(pool.map(child, range(4))) == [0, 1, 2, 3]
+        main = f"""
+            with multiprocessing.get_context({method!r}).Pool(2) as pool:
+                assert sorted(pool.map(child, range(4))) == [0, 1, 2, 3]
         """
-        done = run_script(tmp_path, body)
+        done = run_script(tmp_path, children_script(target.url(database), table, main))
         assert done.returncode == 0, done.stderr
         assert stored(target, database, table) == 4000
 

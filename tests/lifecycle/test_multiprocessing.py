@@ -6,47 +6,32 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.scripts import (
-    Table,
-    run_script,
-    stored,
-)
+from tests.support.scripts import Table, children_script, run_script, stored
 
 
 class TestMultiprocessing:
-    """Finding 3: children of fork and forkserver end with os._exit (no logging.shutdown)."""
+    """Finding 3: children of fork and forkserver end with os._exit (no logging.shutdown).
+    A pool ended by ``terminate()`` (``with Pool()``), whose workers get SIGTERM, is in
+    ``test_delivery_at_exit.py``."""
 
     @pytest.mark.parametrize("method", ["fork", "forkserver", "fork-pool"])
     def test_children_deliver_what_they_logged(
         self, logs_table: Table, tmp_path: Path, method: str
     ) -> None:
         target, database, table = logs_table
-        body = f"""
-            import multiprocessing
-            warnings.simplefilter("ignore")
-            from genesis_logging import ClickHouseHandler
-            handler = ClickHouseHandler(url={target.url(database)!r}, table={table!r},
-                                        flush_interval=30, batch_size=100_000)
-            log = logging.getLogger("app"); log.addHandler(handler); log.setLevel(logging.INFO)
-
-            def child(n):
-                for i in range(1000):
-                    log.info("child %d record %d", n, i)
-                return n
-
-            if __name__ == "__main__":
-                method = {method!r}
-                context = multiprocessing.get_context(method.removesuffix("-pool"))
-                if method.endswith("-pool"):
-                    pool = context.Pool(2)
-                    pool.map(child, range(4))
-                    pool.close(); pool.join()
-                else:
-                    children = [context.Process(target=child, args=(n,)) for n in range(4)]
-                    for p in children: p.start()
-                    for p in children: p.join()
-                    assert all(p.exitcode == 0 for p in children)
+        main = f"""
+            method = {method!r}
+            context = multiprocessing.get_context(method.removesuffix("-pool"))
+            if method.endswith("-pool"):
+                pool = context.Pool(2)
+                pool.map(child, range(4))
+                pool.close(); pool.join()
+            else:
+                children = [context.Process(target=child, args=(n,)) for n in range(4)]
+                for p in children: p.start()
+                for p in children: p.join()
+                assert all(p.exitcode == 0 for p in children)
         """
-        done = run_script(tmp_path, body)
+        done = run_script(tmp_path, children_script(target.url(database), table, main))
         assert done.returncode == 0, done.stderr
         assert stored(target, database, table) == 4000

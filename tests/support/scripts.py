@@ -90,6 +90,32 @@ def run_script(
     )
 
 
+#: See ``children_script``.
+_CHILDREN = """\
+import multiprocessing
+warnings.simplefilter("ignore")
+from genesis_logging import ClickHouseHandler
+handler = ClickHouseHandler(url={url!r}, table={table!r}, flush_interval=30, batch_size=100_000)
+log = logging.getLogger("app"); log.addHandler(handler); log.setLevel(logging.INFO)
+
+def child(n):
+    for i in range(1000):
+        log.info("child %d record %d", n, i)
+    return n
+
+if __name__ == "__main__":
+"""
+
+
+def children_script(url: str, table: str, main: str) -> str:
+    """A script body whose ``child(n)`` logs 1 000 records to ``table`` and returns ``n``;
+    ``main`` (``multiprocessing`` imported) starts the children.
+
+    The handler is made at import, so a spawned child makes its own and a forked one
+    inherits the parent's queue: each way of ending a child must still deliver."""
+    return _CHILDREN.format(url=url, table=table) + textwrap.indent(textwrap.dedent(main), "    ")
+
+
 def stored(target: Target, database: str, table: str) -> int:
     ((count,),) = target.client().execute(f"SELECT count() FROM {database}.{table}")
     return int(count)
