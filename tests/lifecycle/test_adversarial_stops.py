@@ -20,7 +20,13 @@ import pytest
 
 from genesis_logging._batch import Outcome
 from genesis_logging._queue import BatchQueue
-from tests.support.scripts import NOWHERE, SPOOLING_PRELUDE, run_script, spooled
+from tests.support.scripts import (
+    NOWHERE,
+    SPOOLING_PRELUDE,
+    pool_under_the_hook,
+    run_script,
+    spooled,
+)
 
 
 def _pid_namespace() -> tuple[str, ...]:
@@ -257,19 +263,7 @@ class TestStopsThatHeld:
         """Each worker configures logging at import, so it has the hook, not the
         ``multiprocessing`` SIGTERM handler: ``Pool.__exit__``'s SIGTERM drains it."""
         spool = tmp_path / "spool"
-        body = f"""
-            import multiprocessing
-            make({str(spool)!r}, drain_on_signals=["SIGTERM"])
-
-            def work(i):
-                logging.getLogger("svc").info("task %d", i)
-                return i
-
-            if __name__ == "__main__":
-                with multiprocessing.get_context({method!r}).Pool(2) as pool:
-                    assert sorted(pool.map(work, range(40))) == list(range(40))
-                logging.shutdown()
-        """
+        body = pool_under_the_hook(spool, method)
         done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert done.returncode == 0, done.stderr
         assert spooled(spool) == 40

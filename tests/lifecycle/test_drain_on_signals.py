@@ -17,7 +17,13 @@ from pathlib import Path
 import pytest
 
 from genesis_logging import ClickHouseHandler, ConfigurationError, GenesisLoggingWarning
-from tests.support.scripts import NOWHERE, SPOOLING_PRELUDE, run_script, spooled
+from tests.support.scripts import (
+    NOWHERE,
+    SPOOLING_PRELUDE,
+    pool_under_the_hook,
+    run_script,
+    spooled,
+)
 
 
 class TestOptionValidation:
@@ -218,19 +224,7 @@ class TestSeveralHandlers:
         """``Pool.__exit__`` ends its (forked) workers with SIGTERM: they inherit the hook,
         which delivers what they logged before they die by it."""
         spool = tmp_path / "spool"
-        body = f"""
-            import multiprocessing
-
-            def work(i):
-                logging.getLogger("svc").info("task %d", i)
-                return i
-
-            if __name__ == "__main__":
-                make({str(spool)!r}, drain_on_signals=["SIGTERM"])
-                with multiprocessing.get_context("fork").Pool(2) as pool:
-                    assert sorted(pool.map(work, range(40))) == list(range(40))
-                logging.shutdown()
-        """
+        body = pool_under_the_hook(spool, "fork")
         done = run_script(tmp_path, body, prelude=SPOOLING_PRELUDE, timeout=60)
         assert done.returncode == 0, done.stderr
         assert spooled(spool) == 40

@@ -62,6 +62,28 @@ SPOOLING_PRELUDE = (
 )
 
 
+def pool_under_the_hook(spool: Path, method: str) -> str:
+    """A script body for ``SPOOLING_PRELUDE``: a ``with Pool(2)`` of ``method`` runs 40
+    tasks that log a record each, under ``drain_on_signals``.
+
+    The handler is made at import: a forked worker inherits it and the hook, a fresh
+    interpreter (spawn, forkserver) makes its own. ``Pool.__exit__`` ends the workers with
+    SIGTERM; the hook must deliver what each logged before it dies by it."""
+    return f"""
+        import multiprocessing
+        make({str(spool)!r}, drain_on_signals=["SIGTERM"])
+
+        def work(i):
+            logging.getLogger("svc").info("task %d", i)
+            return i
+
+        if __name__ == "__main__":
+            with multiprocessing.get_context({method!r}).Pool(2) as pool:
+                assert sorted(pool.map(work, range(40))) == list(range(40))
+            logging.shutdown()
+    """
+
+
 def write_script(tmp_path: Path, body: str, *, prelude: str = PRELUDE) -> Path:
     """``prelude`` then ``body`` (dedented), in a new file under ``tmp_path``."""
     script = tmp_path / f"app_{time.monotonic_ns()}.py"
