@@ -18,10 +18,8 @@ import pytest
 from genesis_logging import ClickHouseHandler, DeliveryWarning
 from genesis_logging.spool import Spool
 from tests.support.fakes import FakeInserter
-from tests.support.scripts import children_script, run_script, stored
-from tests.support.server import LocalServer, Target
-
-Table = tuple[Target, str, str]
+from tests.support.scripts import NOWHERE, Table, children_script, run_script, stored
+from tests.support.server import LocalServer
 
 DETACHED = """
     import gc
@@ -64,7 +62,7 @@ class TestDetachedHandler:
     ) -> None:
         spool_dir = tmp_path / "spool"
         body = DETACHED.format(
-            url="clickhouse://default@127.0.0.1:1/genesis",  # nobody listens on port 1
+            url=NOWHERE,
             table="logs",
             spool=str(spool_dir),
             records=500,

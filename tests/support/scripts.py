@@ -29,7 +29,8 @@ NOWHERE = "clickhouse://default@127.0.0.1:1/genesis"
 #: The prelude of the signal tests' scripts: ``make(spool, **options)`` adds to the root
 #: logger a handler for NOWHERE (each record spooled, where ``spooled`` counts it),
 #: ``log`` logs through it, ``blackhole()`` is the URL of a server that accepts and never
-#: answers, and ``wait_until`` is the same as this suite's.
+#: answers, and ``wait_until`` is this suite's own (its source: a script cannot import
+#: ``tests``), for a script to wait on a condition with a deadline, not on time.
 SPOOLING_PRELUDE = (
     PRELUDE
     + textwrap.dedent(f"""
@@ -62,28 +63,6 @@ SPOOLING_PRELUDE = (
 )
 
 
-def pool_under_the_hook(spool: Path, method: str) -> str:
-    """A script body for ``SPOOLING_PRELUDE``: a ``with Pool(2)`` of ``method`` runs 40
-    tasks that log a record each, under ``drain_on_signals``.
-
-    The handler is made at import: a forked worker inherits it and the hook, a fresh
-    interpreter (spawn, forkserver) makes its own. ``Pool.__exit__`` ends the workers with
-    SIGTERM; the hook must deliver what each logged before it dies by it."""
-    return f"""
-        import multiprocessing
-        make({str(spool)!r}, drain_on_signals=["SIGTERM"])
-
-        def work(i):
-            logging.getLogger("svc").info("task %d", i)
-            return i
-
-        if __name__ == "__main__":
-            with multiprocessing.get_context({method!r}).Pool(2) as pool:
-                assert sorted(pool.map(work, range(40))) == list(range(40))
-            logging.shutdown()
-    """
-
-
 def write_script(tmp_path: Path, body: str, *, prelude: str = PRELUDE) -> Path:
     """``prelude`` then ``body`` (dedented), in a new file under ``tmp_path``."""
     script = tmp_path / f"app_{time.monotonic_ns()}.py"
@@ -110,6 +89,28 @@ def run_script(
         cwd=OUTSIDE_CHECKOUT,
         env=clean_env(),
     )
+
+
+def pool_under_the_hook(spool: Path, method: str) -> str:
+    """A script body for ``SPOOLING_PRELUDE``: a ``with Pool(2)`` of ``method`` runs 40
+    tasks that log a record each, under ``drain_on_signals``.
+
+    The handler is made at import: a forked worker inherits it and the hook, a fresh
+    interpreter (spawn, forkserver) makes its own. ``Pool.__exit__`` ends the workers with
+    SIGTERM; the hook must deliver what each logged before it dies by it."""
+    return f"""
+        import multiprocessing
+        make({str(spool)!r}, drain_on_signals=["SIGTERM"])
+
+        def work(i):
+            logging.getLogger("svc").info("task %d", i)
+            return i
+
+        if __name__ == "__main__":
+            with multiprocessing.get_context({method!r}).Pool(2) as pool:
+                assert sorted(pool.map(work, range(40))) == list(range(40))
+            logging.shutdown()
+    """
 
 
 #: See ``children_script``.
