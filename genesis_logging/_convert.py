@@ -103,6 +103,11 @@ LEVELS: Final = (
     else {name: name.lower() for name in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")}
 )
 _LAST_STANDARD: Final = list(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)[-1]
+#: ``extra=`` keys already seen to be plain ``str`` and no record attribute: a record whose
+#: keys are all here skips those two checks (a set lookup each instead of two passes with a
+#: temporary set). Bounded, so keys made anew for every call stop being remembered.
+_KNOWN_KEYS: Final[set[str]] = set()
+_KNOWN_KEYS_LIMIT: Final = 4096
 
 
 def _extras(state: dict[str, Any]) -> dict[str, Any]:
@@ -111,8 +116,9 @@ def _extras(state: dict[str, Any]) -> dict[str, Any]:
     A record's own attributes come first, in a fixed order, so the extras are looked for
     only after them — unless a record class or factory changed that order.
     """
-    if next(islice(state, _STANDARD_COUNT - 1, None), None) == _LAST_STANDARD:
-        extras = dict(islice(state.items(), _STANDARD_COUNT, None))
+    rest = islice(state.items(), _STANDARD_COUNT - 1, None)  # one pass: the check, the rest
+    if next(rest, (None,))[0] == _LAST_STANDARD:
+        extras = dict(rest)
         if not STANDARD_RECORD_ATTRIBUTES.isdisjoint(extras):  # message, asctime ...
             for name in STANDARD_RECORD_ATTRIBUTES.intersection(extras):
                 del extras[name]
@@ -395,17 +401,21 @@ class RecordConverter(_Rules):
                 return self.full_capture(record)
         extras = None
         if len(state) > _STANDARD_COUNT:  # extra= was given (or a filter added attributes)
-            if (
-                CONTEXT_ATTRIBUTE in state  # ContextFilter's snapshot
-                or next(islice(state, _STANDARD_COUNT - 1, None)) != _LAST_STANDARD
-            ):
+            if CONTEXT_ATTRIBUTE in state:  # ContextFilter's snapshot
                 return self.full_capture(record)
-            extras = dict(islice(state.items(), _STANDARD_COUNT, None))  # _extras(), inlined
-            if not (
-                STANDARD_RECORD_ATTRIBUTES.isdisjoint(extras)  # formatted by another handler
-                and _IMMUTABLE.issuperset(map(type, extras.values()))
-                and _STR_ONLY.issuperset(map(type, extras))
-            ):
+            rest = islice(state.items(), _STANDARD_COUNT - 1, None)  # _extras(), inlined
+            if next(rest)[0] != _LAST_STANDARD:  # a record whose own attributes moved
+                return self.full_capture(record)
+            extras = dict(rest)
+            if not extras.keys() <= _KNOWN_KEYS:  # a key not seen before: check them all
+                if not (
+                    STANDARD_RECORD_ATTRIBUTES.isdisjoint(extras)  # formatted by another handler
+                    and _STR_ONLY.issuperset(map(type, extras))
+                ):
+                    return self.full_capture(record)
+                if len(_KNOWN_KEYS) < _KNOWN_KEYS_LIMIT:
+                    _KNOWN_KEYS.update(extras)
+            if not _IMMUTABLE.issuperset(map(type, extras.values())):
                 return self.full_capture(record)
         context = current_context() if context_bound() else None  # a fresh dict
         if context and not (
@@ -414,10 +424,14 @@ class RecordConverter(_Rules):
         ):
             return self.full_capture(record)
         try:
-            taken = (_get_taken(record),) if _TAKE_ONE else _get_taken(record)
+            taken = _get_taken(record)
         except AttributeError:  # a record without one of the attributes
             return self.full_capture(record)
-        if not _IMMUTABLE.issuperset(map(type, taken)):  # a logger name that is no str ...
+        if _TAKE_ONE:  # one attribute (the schema's own: the logger's name): no temporary set
+            if type(taken) not in _IMMUTABLE:  # a logger name that is no str ...
+                return self.full_capture(record)
+            taken = (taken,)
+        elif not _IMMUTABLE.issuperset(map(type, taken)):
             return self.full_capture(record)
         return _new(
             Snapshot,

@@ -12,7 +12,7 @@ import inspect
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from . import _guard
 from ._columns import ColumnBuilder
@@ -43,6 +43,7 @@ from .transport import ClickHouseInserter, Inserter
 
 __all__ = ["QUEUE_FULL_POLICIES", "ClickHouseHandler"]
 
+_MARK: Final = _guard.MARK
 _DEFERRED_ROUNDS = 8  # rounds of records logged during a logging call (signal handlers)
 #: The parameters of ``__init__`` that are not options of the configuration: the stdlib
 #: ``Handler``'s own (``level``), and the inserter.
@@ -209,13 +210,13 @@ class ClickHouseHandler(logging.Handler):
         the call runs, the guard's mark is a list of its own, which the exit reads after
         clearing the mark — a signal landing at any point is delivered or counted.
         """
-        state = _guard.STATE  # _guard.enter() and leave(), inlined: every record's path
-        if state.mode is not None:  # inside our code already: a signal handler, or the worker
+        marks = _guard.MARKS.__dict__  # _guard.enter() and leave(), inlined: every record's path
+        if _MARK in marks:  # inside our code already: a signal handler, or the worker
             if not _guard.defer(self, record):  # the worker's own logging, or delivery at exit
                 self._pipeline.drop("recursion")
             return
         set_aside: _guard.SetAside = []
-        state.mode = set_aside  # a signal from here on appends to this very list
+        marks[_MARK] = set_aside  # a signal from here on appends to this very list
         try:
             try:  # submit_deferred, inlined
                 snapshot = self._capture(record)
@@ -228,7 +229,7 @@ class ClickHouseHandler(logging.Handler):
                 except Exception:
                     self.handleError(record)
         finally:
-            state.mode = None  # then the list: whatever a signal set aside before is in it
+            del marks[_MARK]  # then the list: whatever a signal set aside before is in it
             if set_aside:
                 self._submit_set_aside(set_aside)
 
