@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
-from itertools import chain
-from operator import itemgetter, methodcaller
+from itertools import chain, repeat
+from operator import itemgetter, methodcaller, mul
 from typing import Any, Final, overload
 
 from ._codec import Row
@@ -39,6 +39,7 @@ _STR_ONLY: Final = frozenset({str})
 _INT_ONLY: Final = frozenset({int})
 _FLOAT_ONLY: Final = frozenset({float})
 _THOUSAND: Final = 1000.0  # c * 1000 for a float c is c * 1000.0
+_ROUND: Final = float.__round__
 
 
 class _Slow:
@@ -138,7 +139,7 @@ class ColumnBuilder:
         if contexts.count(None) == count and pinos.count(None) == count:  # extra= only
             merged = (
                 list(extras)
-                if None not in extras
+                if all(extras)  # every record gave extra= (a truth test, not an == None each)
                 else [_NO_VALUES if e is None else e for e in extras]
             )
         else:
@@ -293,11 +294,16 @@ def _all_texts(values: Sequence[Any], limit: int, *, repeated: bool = False) -> 
     if repeated:
         with contextlib.suppress(TypeError):  # unhashable (converted at call time): all
             values = list(set(values))
-    if not _STR_ONLY.issuperset(map(type, values)) or max(map(len, values)) > limit:
+    if not _STR_ONLY.issuperset(map(type, values)):
         return False
     text = "".join(values)
-    if text.isascii():
-        return True
+    if len(text) > limit and max(map(len, values)) > limit:  # all of them within: none over
+        return False
+    return text.isascii() or _encodable(text)
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` is UTF-8 as it is (a lone surrogate is not)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate somewhere: value by value
@@ -305,11 +311,20 @@ def _all_texts(values: Sequence[Any], limit: int, *, repeated: bool = False) -> 
     return True
 
 
-def _texts(
-    values: Sequence[Any], limit: int, slow: set[int], *, repeated: bool = False
-) -> list[Any]:
-    if _all_texts(values, limit, repeated=repeated):
+def _texts(values: Sequence[Any], limit: int, slow: set[int]) -> list[Any]:
+    """Messages or tracebacks: taken as they are when all are texts within the limit.
+
+    Checked in C passes only: a batch without a traceback is all ``""`` (one identity
+    count); otherwise ``str.join`` refuses what is not a text, lengths are one ``max``.
+    """
+    if values.count("") == len(values):
         return list(values)
+    with contextlib.suppress(TypeError):  # a value that is not a text: value by value
+        text = "".join(values)
+        if (len(text) <= limit or max(map(len, values)) <= limit) and (
+            text.isascii() or _encodable(text)
+        ):
+            return list(values)
     column = [
         (v if v.isascii() else clean_text(v)) if type(v) is str and len(v) <= limit else _SLOW
         for v in values
@@ -326,7 +341,8 @@ def _timestamps(created: Sequence[Any], slow: set[int]) -> list[Any]:
         and min(created) >= EARLIEST
         and max(created) <= LATEST
     ):
-        return list(map(round, map(_THOUSAND.__rmul__, created)))
+        # float.__round__ itself (each value is a float): round() looks it up every time
+        return list(map(_ROUND, map(mul, created, repeat(_THOUSAND))))
     column = [
         round(c * 1000) if type(c) is float and EARLIEST <= c <= LATEST else _SLOW for c in created
     ]
@@ -336,9 +352,9 @@ def _timestamps(created: Sequence[Any], slow: set[int]) -> list[Any]:
 
 def _levels(levels: Sequence[Any], limit: int, slow: set[int]) -> list[Any]:
     column: list[Any]
-    if _STR_ONLY.issuperset(map(type, levels)):
-        column = list(map(LEVELS.get, levels))
-        if None not in column:
+    with contextlib.suppress(TypeError):  # an unhashable level: value by value
+        column = list(map(LEVELS.get, levels))  # None for anything that is not a known name
+        if all(column):  # every name known (a truth test, not an == None each)
             return column
     column = [
         (LEVELS.get(v) or v.lower())
