@@ -3,7 +3,7 @@
     python benchmarks/instructions.py            # prints a table, writes results/instructions.json
     python benchmarks/instructions.py --quick
 
-``peers.py`` times the same calls; on a shared VM its rounds swing by 2× (another guest
+``peers.py`` times the same calls; on a shared VM its rounds swing twofold (another guest
 takes the core), so a ratio of 0.8 against 0.85 is inside the noise. Valgrind's callgrind
 counts the instructions each thread executes, which is the same number run after run
 whatever the machine is doing. Each contender runs in a child process under
@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
@@ -90,10 +91,13 @@ def counted(name: str, calls: int) -> dict[int, int]:
 
 def per_call(name: str, low: int, high: int) -> dict[str, float]:
     """Instructions of one call: the difference of two runs over their calls' difference."""
-    few, many = counted(name, low), counted(name, high)
+    with ThreadPoolExecutor(2) as pool:  # the counts do not depend on the machine's load
+        few, many = pool.map(counted, (name, name), (low, high))
     calls = high - low
     caller = (many[1] - few[1]) / calls
-    other = (sum(v for t, v in many.items() if t != 1) - sum(v for t, v in few.items() if t != 1)) / calls
+    other = (
+        sum(v for t, v in many.items() if t != 1) - sum(v for t, v in few.items() if t != 1)
+    ) / calls
     return {"caller": caller, "other_threads": other, "all_threads": caller + other}
 
 

@@ -126,6 +126,19 @@ def _extras(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in state.items() if k not in STANDARD_RECORD_ATTRIBUTES}
 
 
+def _plain_keys(extras: dict[Any, object]) -> bool:
+    """Whether every key of ``extras`` is a ``str`` and no record attribute (one that
+    another handler's formatter added: ``message``, ``asctime``); remembered, up to a
+    bound, so that the next record with those keys skips the check."""
+    if not (
+        STANDARD_RECORD_ATTRIBUTES.isdisjoint(extras) and _STR_ONLY.issuperset(map(type, extras))
+    ):
+        return False
+    if len(_KNOWN_KEYS) < _KNOWN_KEYS_LIMIT:
+        _KNOWN_KEYS.update(extras)
+    return True
+
+
 class _Converted(NamedTuple):
     """A value converted at call time: what it adds to the row and to ``attributes``."""
 
@@ -407,15 +420,10 @@ class RecordConverter(_Rules):
             if next(rest)[0] != _LAST_STANDARD:  # a record whose own attributes moved
                 return self.full_capture(record)
             extras = dict(rest)
-            if not extras.keys() <= _KNOWN_KEYS:  # a key not seen before: check them all
-                if not (
-                    STANDARD_RECORD_ATTRIBUTES.isdisjoint(extras)  # formatted by another handler
-                    and _STR_ONLY.issuperset(map(type, extras))
-                ):
-                    return self.full_capture(record)
-                if len(_KNOWN_KEYS) < _KNOWN_KEYS_LIMIT:
-                    _KNOWN_KEYS.update(extras)
-            if not _IMMUTABLE.issuperset(map(type, extras.values())):
+            if not (
+                (extras.keys() <= _KNOWN_KEYS or _plain_keys(extras))  # seen, or checked now
+                and _IMMUTABLE.issuperset(map(type, extras.values()))
+            ):
                 return self.full_capture(record)
         context = current_context() if context_bound() else None  # a fresh dict
         if context and not (

@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from genesis_logging import log_context
+from genesis_logging import _convert, log_context
 from genesis_logging._convert import RecordConverter
 from genesis_logging.context import CONTEXT_ATTRIBUTE
 from tests.support import strategies as hs
@@ -240,3 +241,45 @@ def test_mypy_catches_a_slot_mix_up(tmp_path: Path) -> None:
     assert (
         'swapped.py:9: error: Argument 2 to "Snapshot" has incompatible type "float"' in errors[1]
     )
+
+
+class TestKnownKeys:
+    """``extra=`` keys checked once are remembered (issue 24): what the check refused is
+    still refused with keys seen before, and the memory is bounded."""
+
+    def test_keys_seen_before_still_leave_out_what_a_formatter_added(self) -> None:
+        converter = CountingConverter()
+        converter.capture(record("m", None, {"topic": "t"}))  # "topic" is remembered
+        r = record("m", None, {"topic": "t"})
+        logging.Formatter("%(asctime)s %(message)s").format(r)  # adds message and asctime
+        snapshot = converter.capture(r)
+        assert converter.full == 1
+        assert snapshot.extras == {"topic": "t"}
+        assert snapshot == converter.full_capture(r)
+
+    def test_a_record_attribute_set_again_is_no_extra(self) -> None:
+        converter = CountingConverter()
+        converter.capture(record("m", None, {"topic": "t"}))
+        r = record("m", None, {"topic": "t"})
+        del r.funcName
+        r.funcName = "moved"  # now after the extras, where only extras are looked for
+        snapshot = converter.capture(r)
+        assert converter.full == 1
+        assert snapshot == converter.full_capture(r)
+        assert snapshot.extras == {"topic": "t"}
+
+    def test_keys_made_for_every_call_are_not_all_remembered(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(_convert, "_KNOWN_KEYS", set())  # whatever other tests left
+        converter = CountingConverter()
+        for i in range(_convert._KNOWN_KEYS_LIMIT + 500):
+            r = record("m", None, {f"key_{i}": i})
+            assert converter.capture(r) == converter.full_capture(r)
+        assert (
+            _convert._KNOWN_KEYS_LIMIT
+            <= len(_convert._KNOWN_KEYS)
+            < (_convert._KNOWN_KEYS_LIMIT + 10)
+        )
+        assert "key_0" in _convert._KNOWN_KEYS
+        assert f"key_{_convert._KNOWN_KEYS_LIMIT + 499}" not in _convert._KNOWN_KEYS
